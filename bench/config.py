@@ -1,0 +1,509 @@
+"""Experiment configs: TOML in, validated frozen dataclasses out, expanded into cells.
+
+A config names an experiment, a seed, the number of runs, a budget in cost units, datasets, the
+model, and optimizers.  A list value in an optimizer's settings makes a grid: every combination
+is its own optimizer entry.  Every problem is reported as ``ConfigError`` with the file, the
+field's path and the fix, before any work is done.
+
+    [experiment]
+    name = "quick"          # results go to results/<name>/
+    seed = 0
+    runs = 20               # independent runs per dataset x optimizer
+    budget = 3000           # cost units per run (forward pass = 1, loss and gradient = 3)
+
+    [stopping]              # optional
+    stagnation = false      # stop a run early once it is stuck
+    patience = 0.25         # "stuck": no real improvement over this fraction of the budget
+    min_delta = 1e-3        # "real": the best loss fell by at least this fraction
+
+    [record]                # optional
+    checkpoints = 50        # curve points per run, spaced in cost
+    spacing = "log"         # or "linear"
+
+    [model]                 # optional; defaults below, hidden defaults to each dataset's own
+    hidden = [2]
+    activation = "sigmoid"
+    init = "uniform"
+    init_scale = 0.5
+    reduction = "sum"
+
+    [[datasets]]
+    name = "moons"
+    params = { noise = 0.2 }                       # the dataset's own parameters
+    model = { hidden = [8], activation = "tanh" }  # overrides [model] for this dataset
+    budget = 6000                                  # overrides [experiment] budget
+    success = { kind = "accuracy", split = "test", target = 0.9 }
+
+    [[optimizers]]
+    name = "gd"
+    learning_rate = [0.5, 2.0]                     # a grid: two optimizer entries
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import itertools
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import optimizers
+from bench import mlp
+from bench.registry import UnknownNameError, did_you_mean
+from datasets.base import SPLITS, SUCCESS_KINDS, Success
+from optimizers.base import SettingError, settings_dict
+
+PRESET_DIR = Path(__file__).parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config problem: where (file and field path), what, and how to fix it."""
+
+    def __init__(self, source: str, path: str, message: str) -> None:
+        self.source, self.path, self.message = source, path, message
+        where = f"{source}: {path}" if path else source
+        super().__init__(f"{where}: {message}")
+
+
+# ---------------------------------------------------------------------------- the dataclasses
+
+
+@dataclass(frozen=True)
+class Stopping:
+    stagnation: bool = False
+    patience: float = 0.25
+    min_delta: float = 1e-3
+
+
+@dataclass(frozen=True)
+class Record:
+    checkpoints: int = 50
+    spacing: str = "log"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The network; ``hidden`` None means the dataset's classic sizes, output/loss None its defaults."""
+
+    hidden: tuple[int, ...] | None = None
+    activation: str = "sigmoid"
+    init: str = "uniform"
+    init_scale: float = 0.5
+    reduction: str = "sum"
+    output: str | None = None
+    loss: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    label: str
+    params: dict[str, Any]
+    model: ModelSpec  # resolved: hidden, output and loss are set
+    budget: int
+    success: Success
+
+    def load(self) -> datasets.Dataset:
+        data = datasets.load(self.name, **self.params)
+        return dataclasses.replace(data, success=self.success)
+
+    def layer_sizes(self) -> list[int]:
+        data = datasets.load(self.name, **self.params)
+        return [data.n_inputs, *self.model.hidden, data.n_outputs]
+
+    def network(self) -> mlp.MLP:
+        m = self.model
+        return mlp.MLP(self.layer_sizes(), m.activation, m.output, m.loss, m.reduction)
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    name: str
+    label: str
+    settings: Any  # the optimizer's settings dataclass
+
+    def settings_dict(self) -> dict[str, Any]:
+        return settings_dict(self.settings)
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    seed: int
+    runs: int
+    budget: int
+    datasets: tuple[DatasetSpec, ...]
+    optimizers: tuple[OptimizerSpec, ...]
+    stopping: Stopping = field(default_factory=Stopping)
+    record: Record = field(default_factory=Record)
+    description: str = ""
+    source: str = "<config>"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain values (what is hashed and written as config.toml)."""
+        return {
+            "experiment": {"name": self.name, "description": self.description, "seed": self.seed,
+                           "runs": self.runs, "budget": self.budget},
+            "stopping": dataclasses.asdict(self.stopping),
+            "record": dataclasses.asdict(self.record),
+            "datasets": [
+                {"name": d.name, "label": d.label, "params": dict(d.params), "budget": d.budget,
+                 "model": _drop_none(dataclasses.asdict(d.model)),
+                 "success": _drop_none(dataclasses.asdict(d.success))}
+                for d in self.datasets
+            ],
+            "optimizers": [{"name": o.name, "label": o.label, **_drop_none(o.settings_dict())} for o in self.optimizers],
+        }
+
+    @property
+    def hash(self) -> str:
+        """Hash of everything that decides the results (the description is left out)."""
+        content = self.to_dict()
+        content["experiment"].pop("description")
+        return stable_hash(content)
+
+    def cells(self) -> list[Cell]:
+        """One cell per dataset x optimizer entry, holding all runs."""
+        return [Cell(self, d, o) for d in self.datasets for o in self.optimizers]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """The unit of work and of storage: one dataset, one optimizer setting, the runs."""
+
+    config: Config
+    dataset: DatasetSpec
+    optimizer: OptimizerSpec
+
+    @property
+    def runs(self) -> range:
+        return range(self.config.runs)
+
+    @property
+    def key(self) -> str:
+        """Content hash of everything that decides this cell's numbers."""
+        c = self.config.to_dict()
+        d = next(x for x in c["datasets"] if x["label"] == self.dataset.label)
+        o = next(x for x in c["optimizers"] if x["label"] == self.optimizer.label)
+        return stable_hash({"seed": self.config.seed, "runs": self.config.runs, "stopping": c["stopping"],
+                            "record": c["record"], "dataset": d, "optimizer": o})
+
+
+def stable_hash(content: Any) -> str:
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items() if v is not None}
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def resolve_source(name_or_path: str) -> Path:
+    """A config file path, or the path of the preset of that name."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    if name_or_path in presets():
+        return PRESET_DIR / f"{name_or_path}.toml"
+    hint = did_you_mean(name_or_path, presets())
+    raise ConfigError(
+        name_or_path, "",
+        f"no such config file or preset{hint}; presets: {', '.join(presets())} (or give a path to a .toml file)",
+    )
+
+
+def load(name_or_path: str, overrides: list[str] | None = None) -> Config:
+    """Read, override (``--set key=value``), validate and resolve a config."""
+    path = resolve_source(name_or_path)
+    source = str(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "", f"not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, "", f"cannot read the file: {exc}") from None
+    for item in overrides or []:
+        apply_override(raw, item, source)
+    return from_dict(raw, source)
+
+
+def apply_override(raw: dict[str, Any], item: str, source: str) -> None:
+    """Apply ``key.path=value`` (value in TOML syntax; bare words are strings) to ``raw``."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(source, f"--set {item}", "expected key=value, e.g. --set experiment.runs=5")
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text
+    parts = key.strip().split(".")
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        where = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(source, f"--set {key}", f"{where}: no entry {part} (there are {len(node)})")
+            node = node[int(part)]
+        else:
+            node = node.setdefault(part, {})
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(source, f"--set {key}", f"{where} is a value, not a table")
+    if isinstance(node, list):
+        raise ConfigError(source, f"--set {key}", "give the entry's index and field, e.g. optimizers.0.learning_rate")
+    node[parts[-1]] = value
+
+
+class _Reader:
+    """Takes typed fields out of one TOML table and complains about what is left."""
+
+    def __init__(self, table: Any, source: str, path: str) -> None:
+        if not isinstance(table, dict):
+            raise ConfigError(source, path, f"must be a table, got {table!r}")
+        self.table, self.source, self.path = dict(table), source, path
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(self.source, f"{self.path}.{key}" if self.path else key, message)
+
+    def take(self, key: str, kind: type | tuple[type, ...], default: Any = dataclasses.MISSING) -> Any:
+        if key not in self.table:
+            if default is dataclasses.MISSING:
+                raise self.error(key, "is required")
+            return default
+        value = self.table.pop(key)
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise self.error(key, f"must be {names}, got {value!r}")
+        return value
+
+    def positive_int(self, key: str, default: Any = dataclasses.MISSING) -> int:
+        value = self.take(key, int, default)
+        if value < 1:
+            raise self.error(key, f"must be >= 1, got {value}")
+        return value
+
+    def done(self, allowed: list[str]) -> None:
+        for key in self.table:
+            hint = did_you_mean(key, allowed) or f"; allowed keys: {', '.join(allowed)}"
+            raise self.error(key, f"unknown key{hint}")
+
+
+def from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
+    """Validate a parsed TOML document and resolve it into a ``Config``."""
+    top = _Reader(raw, source, "")
+    exp = _Reader(top.take("experiment", dict), source, "experiment")
+    name = exp.take("name", str)
+    if not name or any(c in name for c in '/\\:*?"<>| ') or name.startswith("."):
+        raise exp.error("name", f"must be a plain folder name (letters, digits, - and _), got {name!r}")
+    description = exp.take("description", str, "")
+    seed = exp.take("seed", int, 0)
+    if seed < 0:
+        raise exp.error("seed", f"must be >= 0, got {seed}")
+    runs = exp.positive_int("runs")
+    budget = exp.positive_int("budget")
+    exp.done(["name", "description", "seed", "runs", "budget"])
+
+    stopping = _read_stopping(top.take("stopping", dict, {}), source)
+    record = _read_record(top.take("record", dict, {}), source)
+    base_model = _read_model(top.take("model", dict, {}), source, "model", ModelSpec())
+
+    raw_datasets = top.take("datasets", list)
+    if not raw_datasets:
+        raise top.error("datasets", "list at least one dataset, e.g. [[datasets]] name = \"xor\"")
+    specs = tuple(_read_dataset(t, source, f"datasets[{i}]", base_model, budget) for i, t in enumerate(raw_datasets))
+    raw_optimizers = top.take("optimizers", list)
+    if not raw_optimizers:
+        raise top.error("optimizers", "list at least one optimizer, e.g. [[optimizers]] name = \"gd\"")
+    opts = tuple(o for i, t in enumerate(raw_optimizers) for o in _read_optimizer(t, source, f"optimizers[{i}]"))
+    top.done(["experiment", "stopping", "record", "model", "datasets", "optimizers"])
+
+    for what, items in (("datasets", specs), ("optimizers", opts)):
+        labels = [x.label for x in items]
+        for label in labels:
+            if labels.count(label) > 1:
+                raise ConfigError(source, what, f"two entries are labelled {label!r}; give each a distinct label = \"...\"")
+    return Config(name, seed, runs, budget, specs, opts, stopping, record, description, source)
+
+
+def _read_stopping(table: Any, source: str) -> Stopping:
+    r = _Reader(table, source, "stopping")
+    stop = Stopping(r.take("stagnation", bool, False), r.take("patience", float, 0.25), r.take("min_delta", float, 1e-3))
+    if not 0 < stop.patience <= 1:
+        raise r.error("patience", f"must be a fraction of the budget in (0, 1], got {stop.patience}")
+    if not 0 <= stop.min_delta < 1:
+        raise r.error("min_delta", f"must be in [0, 1), got {stop.min_delta}")
+    r.done(["stagnation", "patience", "min_delta"])
+    return stop
+
+
+def _read_record(table: Any, source: str) -> Record:
+    r = _Reader(table, source, "record")
+    rec = Record(r.positive_int("checkpoints", 50), r.take("spacing", str, "log"))
+    if rec.spacing not in ("log", "linear"):
+        raise r.error("spacing", f"must be 'log' or 'linear', got {rec.spacing!r}{did_you_mean(rec.spacing, ['log', 'linear'])}")
+    r.done(["checkpoints", "spacing"])
+    return rec
+
+
+def _choice(r: _Reader, key: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value is not None and value not in choices:
+        raise r.error(key, f"must be one of {', '.join(choices)}, got {value!r}{did_you_mean(str(value), choices)}")
+
+
+def _read_model(table: Any, source: str, path: str, base: ModelSpec) -> ModelSpec:
+    r = _Reader(table, source, path)
+    hidden = r.take("hidden", list, None)
+    if hidden is not None:
+        if not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in hidden):
+            raise r.error("hidden", f"must be a list of layer sizes >= 1 (or [] for none), got {hidden}")
+        hidden = tuple(hidden)
+    spec = ModelSpec(
+        hidden=hidden if hidden is not None else base.hidden,
+        activation=r.take("activation", str, base.activation),
+        init=r.take("init", str, base.init),
+        init_scale=r.take("init_scale", float, base.init_scale),
+        reduction=r.take("reduction", str, base.reduction),
+        output=r.take("output", str, base.output),
+        loss=r.take("loss", str, base.loss),
+    )
+    _choice(r, "activation", spec.activation, mlp.HIDDEN_ACTIVATIONS)
+    _choice(r, "init", spec.init, mlp.INIT_SCHEMES)
+    _choice(r, "reduction", spec.reduction, mlp.REDUCTIONS)
+    _choice(r, "output", spec.output, ("sigmoid", "softmax", "identity"))
+    _choice(r, "loss", spec.loss, ("mse", "bce", "cross_entropy"))
+    if not spec.init_scale > 0:
+        raise r.error("init_scale", f"must be > 0, got {spec.init_scale}")
+    r.done([f.name for f in dataclasses.fields(ModelSpec)])
+    return spec
+
+
+def _read_dataset(table: Any, source: str, path: str, base_model: ModelSpec, budget: int) -> DatasetSpec:
+    r = _Reader(table, source, path)
+    name = r.take("name", str)
+    if name not in datasets.DATASETS:
+        raise r.error("name", f"unknown dataset {name!r}{did_you_mean(name, datasets.DATASETS.names())}; "
+                              f"available: {', '.join(datasets.DATASETS.names())}")
+    label = r.take("label", str, name)
+    params = r.take("params", dict, {})
+    try:
+        params = datasets.check_params(name, params)
+        data = datasets.load(name, **params)
+    except ValueError as exc:
+        raise ConfigError(source, f"{path}.params", str(exc)) from None
+    model = _read_model(r.take("model", dict, {}), source, f"{path}.model", base_model)
+    output, loss = model.output or data.output_activation, model.loss or data.loss
+    if (output, loss) not in mlp.OUTPUT_LOSS_PAIRS:
+        pairs = ", ".join(f"{o}+{lo}" for o, lo in sorted(mlp.OUTPUT_LOSS_PAIRS))
+        raise ConfigError(source, f"{path}.model", f"output {output!r} with loss {loss!r} is not supported; use one of {pairs}")
+    model = dataclasses.replace(model, hidden=model.hidden if model.hidden is not None else data.hidden,
+                                output=output, loss=loss)
+    run_budget = r.positive_int("budget", budget)
+    success = _read_success(r.take("success", dict, None), source, f"{path}.success", data)
+    r.done(["name", "label", "params", "model", "budget", "success"])
+    return DatasetSpec(name, label, params, model, run_budget, success)
+
+
+def _read_success(table: Any, source: str, path: str, data: datasets.Dataset) -> Success:
+    if table is None:
+        return data.success
+    r = _Reader(table, source, path)
+    kind = r.take("kind", str, data.success.kind)
+    _choice(r, "kind", kind, SUCCESS_KINDS)
+    default_split = data.success.split if kind == data.success.kind else ("test" if data.X_test is not None else "train")
+    split = r.take("split", str, default_split)
+    _choice(r, "split", split, SPLITS)
+    target = r.take("target", float, data.success.target if kind == data.success.kind else None)
+    r.done(["kind", "split", "target"])
+    if kind == "40-20-40" and split != "train":
+        raise r.error("split", "the 40-20-40 rule is judged on the training patterns; use split = 'train'")
+    if kind != "40-20-40" and target is None:
+        raise r.error("target", f"a {kind} criterion needs a target, e.g. target = 0.9")
+    try:
+        success = Success(kind, split, target if kind != "40-20-40" else None)
+        dataclasses.replace(data, success=success)  # checks the split exists
+    except ValueError as exc:
+        raise ConfigError(source, path, str(exc)) from None
+    return success
+
+
+def _read_optimizer(table: Any, source: str, path: str) -> list[OptimizerSpec]:
+    r = _Reader(table, source, path)
+    name = r.take("name", str)
+    try:
+        optimizers.OPTIMIZERS.get(name)
+    except UnknownNameError as exc:
+        raise r.error("name", str(exc)) from None
+    label = r.take("label", str, None)
+    settings = r.table  # everything else is the optimizer's settings
+    grid_keys = [k for k, v in settings.items() if isinstance(v, list)]
+    for key in grid_keys:
+        if not settings[key]:
+            raise r.error(key, "an empty list makes an empty grid; give at least one value")
+    points = [dict(zip(grid_keys, combo)) for combo in itertools.product(*(settings[k] for k in grid_keys))]
+    specs = []
+    for point in points:
+        values = {**copy.deepcopy(settings), **point}
+        try:
+            parsed = optimizers.make_settings(name, **values)
+        except SettingError as exc:
+            raise ConfigError(source, f"{path}.{exc.field}", str(exc)) from None
+        except ValueError as exc:
+            raise ConfigError(source, path, str(exc)) from None
+        given = {k: v for k, v in values.items() if k not in point}
+        shown = point if grid_keys else given
+        auto = name + (f"({', '.join(f'{k}={_fmt(v)}' for k, v in shown.items())})" if shown else "")
+        if label and grid_keys:
+            auto = f"{label}({', '.join(f'{k}={_fmt(v)}' for k, v in point.items())})"
+        specs.append(OptimizerSpec(name, label if label and not grid_keys else auto, parsed))
+    return specs
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={_fmt(v)}" for k, v in value.items()) + "}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def to_toml(content: dict[str, Any]) -> str:
+    """A small TOML writer for the resolved config (tables, arrays of tables, inline values)."""
+    lines: list[str] = []
+    for key, value in content.items():
+        if isinstance(value, dict):
+            lines += [f"[{key}]", *(f"{k} = {_toml_value(v)}" for k, v in value.items()), ""]
+        else:
+            for item in value:
+                lines += [f"[[{key}]]", *(f"{k} = {_toml_value(v)}" for k, v in item.items()), ""]
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value) if value == value and abs(value) != float("inf") else ("nan" if value != value else ("inf" if value > 0 else "-inf"))
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {value!r} as TOML")

@@ -1,0 +1,336 @@
+"""The shared multilayer perceptron, batched over a leading axis of independent runs.
+
+Every run's parameters are one row of a float64 matrix ``theta`` of shape (R, P).  All R networks
+see the same inputs, so the first layer of all runs is one matrix product of the inputs against
+the runs' weights side by side, (N, n_in) @ (n_in, R * n_hidden); deeper layers use stacked
+``np.matmul`` on (R, N, n) arrays.  Row r of every result is what the same network computes for
+``theta[r]`` alone.
+
+Parameter layout of one row: for each layer in order, the weight matrix W of shape (n_in, n_out)
+in row-major order, then the bias b of shape (n_out,).
+
+Losses (per run, shape (R,)):
+
+* ``"mse"``: half the squared error, summed over outputs, E = 1/2 sum_p sum_k (o_pk - t_pk)^2;
+* ``"bce"``: binary cross-entropy of sigmoid outputs, computed from the logits z as
+  softplus(z) - t z, which never overflows;
+* ``"cross_entropy"``: softmax cross-entropy with one-hot targets, via log-sum-exp.
+
+``reduction="sum"`` adds over patterns (the classic papers' E), ``"mean"`` averages over them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import expit
+
+HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
+OUTPUT_LOSS_PAIRS = {
+    ("sigmoid", "mse"),
+    ("sigmoid", "bce"),
+    ("softmax", "cross_entropy"),
+    ("identity", "mse"),
+}
+INIT_SCHEMES = ("uniform", "glorot", "he")
+REDUCTIONS = ("sum", "mean")
+
+
+def _activate(name: str, z: np.ndarray) -> np.ndarray:
+    """Apply a hidden activation to pre-activations ``z`` in place and return it."""
+    if name == "sigmoid":
+        return expit(z, out=z)
+    if name == "tanh":
+        return np.tanh(z, out=z)
+    if name == "relu":
+        return np.maximum(z, 0.0, out=z)
+    return z
+
+
+def _backprop_activation(name: str, a: np.ndarray, grad_a: np.ndarray) -> np.ndarray:
+    """dLoss/dz from dLoss/da and the activation's output a (in place on ``grad_a``)."""
+    if name == "sigmoid":
+        grad_a *= a
+        grad_a *= 1.0 - a
+    elif name == "tanh":
+        grad_a *= 1.0 - a * a
+    elif name == "relu":
+        grad_a *= a > 0.0
+    return grad_a
+
+
+@dataclass(frozen=True)
+class Layer:
+    """Where one layer's weights and bias sit in a parameter row."""
+
+    n_in: int
+    n_out: int
+    w_start: int
+    b_start: int
+
+    @property
+    def end(self) -> int:
+        return self.b_start + self.n_out
+
+
+class MLP:
+    """A fully connected network evaluated for R parameter rows at once.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        Units per layer, input first, output last, e.g. ``[2, 2, 1]`` for XOR 2-2-1.
+    hidden_activation : {"sigmoid", "tanh", "relu", "identity"}
+    output_activation : {"sigmoid", "softmax", "identity"}
+    loss : {"mse", "bce", "cross_entropy"}
+        Must pair with the output: sigmoid+mse, sigmoid+bce, softmax+cross_entropy,
+        identity+mse.
+    reduction : {"sum", "mean"}
+        Add the per-pattern losses (the classic E) or average them.
+    """
+
+    def __init__(
+        self,
+        layer_sizes: Sequence[int],
+        hidden_activation: str = "sigmoid",
+        output_activation: str = "sigmoid",
+        loss: str = "mse",
+        reduction: str = "sum",
+    ) -> None:
+        sizes = [int(n) for n in layer_sizes]
+        if len(sizes) < 2 or any(n < 1 for n in sizes):
+            raise ValueError(
+                f"layer_sizes must list at least an input and an output size, each >= 1, got {list(layer_sizes)}"
+            )
+        if hidden_activation not in HIDDEN_ACTIVATIONS:
+            raise ValueError(
+                f"hidden_activation must be one of {HIDDEN_ACTIVATIONS}, got {hidden_activation!r}"
+            )
+        if (output_activation, loss) not in OUTPUT_LOSS_PAIRS:
+            pairs = ", ".join(f"{o}+{lo}" for o, lo in sorted(OUTPUT_LOSS_PAIRS))
+            raise ValueError(
+                f"output activation {output_activation!r} with loss {loss!r} is not supported; use one of {pairs}"
+            )
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        if output_activation == "softmax" and sizes[-1] < 2:
+            raise ValueError("a softmax output needs at least 2 units")
+        self.layer_sizes = tuple(sizes)
+        self.hidden_activation = hidden_activation
+        self.output_activation = output_activation
+        self.loss_name = loss
+        self.reduction = reduction
+        layers, start = [], 0
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            layers.append(Layer(n_in, n_out, start, start + n_in * n_out))
+            start += n_in * n_out + n_out
+        self.layers: tuple[Layer, ...] = tuple(layers)
+        self.n_params = start
+
+    def __repr__(self) -> str:
+        return (
+            f"MLP({list(self.layer_sizes)}, hidden={self.hidden_activation!r}, "
+            f"output={self.output_activation!r}, loss={self.loss_name!r}, reduction={self.reduction!r})"
+        )
+
+    # ------------------------------------------------------------------ parameters
+    def _check_theta(self, theta: np.ndarray) -> np.ndarray:
+        theta = np.asarray(theta, dtype=np.float64)
+        if theta.ndim == 1:
+            theta = theta[None, :]
+        if theta.ndim != 2 or theta.shape[1] != self.n_params:
+            raise ValueError(
+                f"theta must have shape (n_runs, {self.n_params}) for {self!r}, got {theta.shape}"
+            )
+        return theta
+
+    def unflatten(self, theta: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per-layer views of ``theta``: ``[(W (R, n_in, n_out), b (R, n_out)), ...]``.
+
+        The views share memory with ``theta`` (no copies) when ``theta`` is a float64 array.
+        """
+        theta = self._check_theta(theta)
+        n_runs = theta.shape[0]
+        return [
+            (
+                theta[:, lay.w_start : lay.b_start].reshape(n_runs, lay.n_in, lay.n_out),
+                theta[:, lay.b_start : lay.end],
+            )
+            for lay in self.layers
+        ]
+
+    def init(
+        self,
+        rng: np.random.Generator | Sequence[np.random.Generator],
+        n_runs: int,
+        scheme: str = "uniform",
+        scale: float = 0.5,
+    ) -> np.ndarray:
+        """Draw initial parameters, shape (n_runs, n_params).
+
+        ``rng`` is one generator for all rows or a sequence of ``n_runs`` generators, one per
+        row (row r then depends only on ``rng[r]``, never on how many rows are drawn).
+
+        Schemes: ``"uniform"`` draws every weight and bias from U(-scale, scale) (the classic
+        scheme); ``"glorot"`` draws weights from U(-a, a) with a = scale * sqrt(6 / (n_in +
+        n_out)); ``"he"`` draws weights from N(0, (scale * sqrt(2 / n_in))^2).  Glorot and He
+        set biases to zero; ``scale`` is their gain.
+        """
+        if scheme not in INIT_SCHEMES:
+            raise ValueError(f"init scheme must be one of {INIT_SCHEMES}, got {scheme!r}")
+        if not scale > 0:
+            raise ValueError(f"init scale must be > 0, got {scale}")
+        if isinstance(rng, np.random.Generator):
+            rngs: Sequence[np.random.Generator] = [rng] * n_runs
+        else:
+            rngs = list(rng)
+            if len(rngs) != n_runs:
+                raise ValueError(f"got {len(rngs)} generators for {n_runs} runs; pass one per run")
+        theta = np.zeros((n_runs, self.n_params))
+        for r, gen in enumerate(rngs):
+            if scheme == "uniform":
+                theta[r] = gen.uniform(-scale, scale, size=self.n_params)
+                continue
+            for lay in self.layers:
+                n_w = lay.n_in * lay.n_out
+                if scheme == "glorot":
+                    a = scale * np.sqrt(6.0 / (lay.n_in + lay.n_out))
+                    w = gen.uniform(-a, a, size=n_w)
+                else:
+                    w = gen.normal(0.0, scale * np.sqrt(2.0 / lay.n_in), size=n_w)
+                theta[r, lay.w_start : lay.b_start] = w
+        return theta
+
+    # ------------------------------------------------------------------ forward and backward
+    def _forward(self, theta: np.ndarray, X: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """Hidden activations (each (R, N, n)) and output pre-activations z (R, N, n_out)."""
+        params = self.unflatten(theta)
+        n_runs, n_patterns = theta.shape[0], X.shape[0]
+        hidden: list[np.ndarray] = []
+        a = None
+        for i, (W, b) in enumerate(params):
+            if i == 0:
+                # All runs see the same X: one matrix product against their weights side by side.
+                lay = self.layers[0]
+                W_side = W.transpose(1, 0, 2).reshape(lay.n_in, n_runs * lay.n_out)
+                z = (X @ W_side).reshape(n_patterns, n_runs, lay.n_out).transpose(1, 0, 2)
+            else:
+                z = np.matmul(a, W)
+            z += b[:, None, :]
+            if i == len(params) - 1:
+                return hidden, z
+            a = _activate(self.hidden_activation, z)
+            hidden.append(a)
+        raise AssertionError("unreachable")
+
+    def _output(self, z: np.ndarray) -> np.ndarray:
+        if self.output_activation == "sigmoid":
+            return expit(z)
+        if self.output_activation == "softmax":
+            e = np.exp(z - z.max(axis=2, keepdims=True))
+            e /= e.sum(axis=2, keepdims=True)
+            return e
+        return z.copy()
+
+    def forward(self, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """Network outputs, shape (R, N, n_out), for ``theta`` (R, P) and inputs ``X`` (N, n_in)."""
+        theta = self._check_theta(theta)
+        X = self._check_inputs(X)
+        with np.errstate(all="ignore"):
+            _, z = self._forward(theta, X)
+            return self._output(z)
+
+    def _check_inputs(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.layer_sizes[0]:
+            raise ValueError(f"X must have shape (N, {self.layer_sizes[0]}), got {X.shape}")
+        return X
+
+    def _loss_and_output_delta(
+        self, z: np.ndarray, Y: np.ndarray, need_delta: bool
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """Per-run loss (R,), dLoss/dz (R, N, n_out) or None, and the outputs o (R, N, n_out)."""
+        norm = 1.0 / z.shape[1] if self.reduction == "mean" else 1.0
+        delta = None
+        if self.loss_name == "cross_entropy":
+            z_max = z.max(axis=2, keepdims=True)
+            shifted = z - z_max
+            e = np.exp(shifted)
+            sum_e = e.sum(axis=2, keepdims=True)
+            log_p = shifted - np.log(sum_e)
+            out = e / sum_e
+            loss = -np.einsum("rnk,nk->r", log_p, Y)
+            if need_delta:
+                delta = out * Y.sum(axis=1)[None, :, None] - Y
+        elif self.loss_name == "bce":
+            out = expit(z)
+            # softplus(z) - t z == -t log(o) - (1 - t) log(1 - o), without overflow.
+            loss = (np.logaddexp(0.0, z) - z * Y).sum(axis=(1, 2))
+            if need_delta:
+                delta = out - Y
+        else:
+            out = expit(z) if self.output_activation == "sigmoid" else z
+            err = out - Y
+            loss = 0.5 * np.einsum("rnk,rnk->r", err, err)
+            if need_delta:
+                delta = err * (out * (1.0 - out)) if self.output_activation == "sigmoid" else err
+        loss = loss * norm
+        if delta is not None and norm != 1.0:
+            delta *= norm
+        return loss, delta, out
+
+    def loss(self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        """Loss per run, shape (R,)."""
+        loss, _, _ = self.evaluate(theta, X, Y, need_grad=False)
+        return loss
+
+    def loss_and_grad(
+        self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Loss (R,) and its gradient with respect to ``theta`` (R, P)."""
+        loss, grad, _ = self.evaluate(theta, X, Y, need_grad=True)
+        return loss, grad
+
+    def evaluate(
+        self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, need_grad: bool = True
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """Loss (R,), gradient (R, P) or None, and outputs (R, N, n_out) in one pass.
+
+        Non-finite values (from huge weights or learning rates) propagate as inf/NaN without
+        warnings: the runner records them as a diverged run.
+        """
+        theta = self._check_theta(theta)
+        X = self._check_inputs(X)
+        Y = np.asarray(Y, dtype=np.float64)
+        if Y.shape != (X.shape[0], self.layer_sizes[-1]):
+            raise ValueError(f"Y must have shape ({X.shape[0]}, {self.layer_sizes[-1]}), got {Y.shape}")
+        with np.errstate(all="ignore"):
+            hidden, z = self._forward(theta, X)
+            loss, delta, out = self._loss_and_output_delta(z, Y, need_grad)
+            if not need_grad:
+                return loss, None, out
+            return loss, self._backward(theta, X, hidden, delta), out
+
+    def _backward(
+        self, theta: np.ndarray, X: np.ndarray, hidden: list[np.ndarray], delta: np.ndarray
+    ) -> np.ndarray:
+        n_runs, n_patterns = theta.shape[0], X.shape[0]
+        params = self.unflatten(theta)
+        grad = np.empty_like(theta)
+        grad_params = self.unflatten(grad)
+        for i in range(len(self.layers) - 1, -1, -1):
+            gW, gb = grad_params[i]
+            gb[...] = delta.sum(axis=1)
+            if i == 0:
+                lay = self.layers[0]
+                # (n_in, N) @ (N, R * n_out): the transpose of the side-by-side forward product.
+                d_side = delta.transpose(1, 0, 2).reshape(n_patterns, n_runs * lay.n_out)
+                gW[...] = (X.T @ d_side).reshape(lay.n_in, n_runs, lay.n_out).transpose(1, 0, 2)
+                break
+            a_prev = hidden[i - 1]
+            gW[...] = np.matmul(a_prev.transpose(0, 2, 1), delta)
+            grad_a = np.matmul(delta, params[i][0].transpose(0, 2, 1))
+            delta = _backprop_activation(self.hidden_activation, a_prev, grad_a)
+        return grad
