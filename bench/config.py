@@ -24,7 +24,7 @@ field's path and the fix, before any work is done.
     hidden = [2]
     activation = "sigmoid"
     init = "uniform"
-    init_scale = 0.5
+    init_scale = 0.5        # uniform: U(-0.5, 0.5); glorot and he: the gain (default 1)
     reduction = "sum"
 
     [[datasets]]
@@ -93,7 +93,7 @@ class ModelSpec:
     hidden: tuple[int, ...] | None = None
     activation: str = "sigmoid"
     init: str = "uniform"
-    init_scale: float = 0.5
+    init_scale: float | None = None  # None: 0.5 for uniform, gain 1 for glorot and he
     reduction: str = "sum"
     output: str | None = None
     loss: str | None = None
@@ -147,17 +147,29 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain values (what is hashed and written as config.toml)."""
         return {
-            "experiment": {"name": self.name, "description": self.description, "seed": self.seed,
-                           "runs": self.runs, "budget": self.budget},
+            "experiment": {
+                "name": self.name,
+                "description": self.description,
+                "seed": self.seed,
+                "runs": self.runs,
+                "budget": self.budget,
+            },
             "stopping": dataclasses.asdict(self.stopping),
             "record": dataclasses.asdict(self.record),
             "datasets": [
-                {"name": d.name, "label": d.label, "params": dict(d.params), "budget": d.budget,
-                 "model": _drop_none(dataclasses.asdict(d.model)),
-                 "success": _drop_none(dataclasses.asdict(d.success))}
+                {
+                    "name": d.name,
+                    "label": d.label,
+                    "params": dict(d.params),
+                    "budget": d.budget,
+                    "model": _drop_none(dataclasses.asdict(d.model)),
+                    "success": _drop_none(dataclasses.asdict(d.success)),
+                }
                 for d in self.datasets
             ],
-            "optimizers": [{"name": o.name, "label": o.label, **_drop_none(o.settings_dict())} for o in self.optimizers],
+            "optimizers": [
+                {"name": o.name, "label": o.label, **_drop_none(o.settings_dict())} for o in self.optimizers
+            ],
         }
 
     @property
@@ -190,8 +202,16 @@ class Cell:
         c = self.config.to_dict()
         d = next(x for x in c["datasets"] if x["label"] == self.dataset.label)
         o = next(x for x in c["optimizers"] if x["label"] == self.optimizer.label)
-        return stable_hash({"seed": self.config.seed, "runs": self.config.runs, "stopping": c["stopping"],
-                            "record": c["record"], "dataset": d, "optimizer": o})
+        return stable_hash(
+            {
+                "seed": self.config.seed,
+                "runs": self.config.runs,
+                "stopping": c["stopping"],
+                "record": c["record"],
+                "dataset": d,
+                "optimizer": o,
+            }
+        )
 
 
 def stable_hash(content: Any) -> str:
@@ -219,7 +239,8 @@ def resolve_source(name_or_path: str) -> Path:
         return PRESET_DIR / f"{name_or_path}.toml"
     hint = did_you_mean(name_or_path, presets())
     raise ConfigError(
-        name_or_path, "",
+        name_or_path,
+        "",
         f"no such config file or preset{hint}; presets: {', '.join(presets())} (or give a path to a .toml file)",
     )
 
@@ -323,11 +344,11 @@ def from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
 
     raw_datasets = top.take("datasets", list)
     if not raw_datasets:
-        raise top.error("datasets", "list at least one dataset, e.g. [[datasets]] name = \"xor\"")
+        raise top.error("datasets", 'list at least one dataset, e.g. [[datasets]] name = "xor"')
     specs = tuple(_read_dataset(t, source, f"datasets[{i}]", base_model, budget) for i, t in enumerate(raw_datasets))
     raw_optimizers = top.take("optimizers", list)
     if not raw_optimizers:
-        raise top.error("optimizers", "list at least one optimizer, e.g. [[optimizers]] name = \"gd\"")
+        raise top.error("optimizers", 'list at least one optimizer, e.g. [[optimizers]] name = "gd"')
     opts = tuple(o for i, t in enumerate(raw_optimizers) for o in _read_optimizer(t, source, f"optimizers[{i}]"))
     top.done(["experiment", "stopping", "record", "model", "datasets", "optimizers"])
 
@@ -335,13 +356,17 @@ def from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
         labels = [x.label for x in items]
         for label in labels:
             if labels.count(label) > 1:
-                raise ConfigError(source, what, f"two entries are labelled {label!r}; give each a distinct label = \"...\"")
+                raise ConfigError(
+                    source, what, f'two entries are labelled {label!r}; give each a distinct label = "..."'
+                )
     return Config(name, seed, runs, budget, specs, opts, stopping, record, description, source)
 
 
 def _read_stopping(table: Any, source: str) -> Stopping:
     r = _Reader(table, source, "stopping")
-    stop = Stopping(r.take("stagnation", bool, False), r.take("patience", float, 0.25), r.take("min_delta", float, 1e-3))
+    stop = Stopping(
+        r.take("stagnation", bool, False), r.take("patience", float, 0.25), r.take("min_delta", float, 1e-3)
+    )
     if not 0 < stop.patience <= 1:
         raise r.error("patience", f"must be a fraction of the budget in (0, 1], got {stop.patience}")
     if not 0 <= stop.min_delta < 1:
@@ -354,7 +379,9 @@ def _read_record(table: Any, source: str) -> Record:
     r = _Reader(table, source, "record")
     rec = Record(r.positive_int("checkpoints", 50), r.take("spacing", str, "log"))
     if rec.spacing not in ("log", "linear"):
-        raise r.error("spacing", f"must be 'log' or 'linear', got {rec.spacing!r}{did_you_mean(rec.spacing, ['log', 'linear'])}")
+        raise r.error(
+            "spacing", f"must be 'log' or 'linear', got {rec.spacing!r}{did_you_mean(rec.spacing, ['log', 'linear'])}"
+        )
     r.done(["checkpoints", "spacing"])
     return rec
 
@@ -385,7 +412,7 @@ def _read_model(table: Any, source: str, path: str, base: ModelSpec) -> ModelSpe
     _choice(r, "reduction", spec.reduction, mlp.REDUCTIONS)
     _choice(r, "output", spec.output, ("sigmoid", "softmax", "identity"))
     _choice(r, "loss", spec.loss, ("mse", "bce", "cross_entropy"))
-    if not spec.init_scale > 0:
+    if spec.init_scale is not None and not spec.init_scale > 0:
         raise r.error("init_scale", f"must be > 0, got {spec.init_scale}")
     r.done([f.name for f in dataclasses.fields(ModelSpec)])
     return spec
@@ -395,8 +422,11 @@ def _read_dataset(table: Any, source: str, path: str, base_model: ModelSpec, bud
     r = _Reader(table, source, path)
     name = r.take("name", str)
     if name not in datasets.DATASETS:
-        raise r.error("name", f"unknown dataset {name!r}{did_you_mean(name, datasets.DATASETS.names())}; "
-                              f"available: {', '.join(datasets.DATASETS.names())}")
+        raise r.error(
+            "name",
+            f"unknown dataset {name!r}{did_you_mean(name, datasets.DATASETS.names())}; "
+            f"available: {', '.join(datasets.DATASETS.names())}",
+        )
     label = r.take("label", str, name)
     params = r.take("params", dict, {})
     try:
@@ -408,9 +438,17 @@ def _read_dataset(table: Any, source: str, path: str, base_model: ModelSpec, bud
     output, loss = model.output or data.output_activation, model.loss or data.loss
     if (output, loss) not in mlp.OUTPUT_LOSS_PAIRS:
         pairs = ", ".join(f"{o}+{lo}" for o, lo in sorted(mlp.OUTPUT_LOSS_PAIRS))
-        raise ConfigError(source, f"{path}.model", f"output {output!r} with loss {loss!r} is not supported; use one of {pairs}")
-    model = dataclasses.replace(model, hidden=model.hidden if model.hidden is not None else data.hidden,
-                                output=output, loss=loss)
+        raise ConfigError(
+            source, f"{path}.model", f"output {output!r} with loss {loss!r} is not supported; use one of {pairs}"
+        )
+    scale = model.init_scale if model.init_scale is not None else (0.5 if model.init == "uniform" else 1.0)
+    model = dataclasses.replace(
+        model,
+        hidden=model.hidden if model.hidden is not None else data.hidden,
+        output=output,
+        loss=loss,
+        init_scale=scale,
+    )
     run_budget = r.positive_int("budget", budget)
     success = _read_success(r.take("success", dict, None), source, f"{path}.success", data)
     r.done(["name", "label", "params", "model", "budget", "success"])
@@ -423,7 +461,9 @@ def _read_success(table: Any, source: str, path: str, data: datasets.Dataset) ->
     r = _Reader(table, source, path)
     kind = r.take("kind", str, data.success.kind)
     _choice(r, "kind", kind, SUCCESS_KINDS)
-    default_split = data.success.split if kind == data.success.kind else ("test" if data.X_test is not None else "train")
+    default_split = (
+        data.success.split if kind == data.success.kind else ("test" if data.X_test is not None else "train")
+    )
     split = r.take("split", str, default_split)
     _choice(r, "split", split, SPLITS)
     target = r.take("target", float, data.success.target if kind == data.success.kind else None)
@@ -499,7 +539,11 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
-        return repr(value) if value == value and abs(value) != float("inf") else ("nan" if value != value else ("inf" if value > 0 else "-inf"))
+        return (
+            repr(value)
+            if value == value and abs(value) != float("inf")
+            else ("nan" if value != value else ("inf" if value > 0 else "-inf"))
+        )
     if isinstance(value, str):
         return json.dumps(value)
     if isinstance(value, (list, tuple)):

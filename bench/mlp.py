@@ -105,9 +105,7 @@ class MLP:
                 f"layer_sizes must list at least an input and an output size, each >= 1, got {list(layer_sizes)}"
             )
         if hidden_activation not in HIDDEN_ACTIVATIONS:
-            raise ValueError(
-                f"hidden_activation must be one of {HIDDEN_ACTIVATIONS}, got {hidden_activation!r}"
-            )
+            raise ValueError(f"hidden_activation must be one of {HIDDEN_ACTIVATIONS}, got {hidden_activation!r}")
         if (output_activation, loss) not in OUTPUT_LOSS_PAIRS:
             pairs = ", ".join(f"{o}+{lo}" for o, lo in sorted(OUTPUT_LOSS_PAIRS))
             raise ValueError(
@@ -141,9 +139,7 @@ class MLP:
         if theta.ndim == 1:
             theta = theta[None, :]
         if theta.ndim != 2 or theta.shape[1] != self.n_params:
-            raise ValueError(
-                f"theta must have shape (n_runs, {self.n_params}) for {self!r}, got {theta.shape}"
-            )
+            raise ValueError(f"theta must have shape (n_runs, {self.n_params}) for {self!r}, got {theta.shape}")
         return theta
 
     def unflatten(self, theta: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -166,7 +162,7 @@ class MLP:
         rng: np.random.Generator | Sequence[np.random.Generator],
         n_runs: int,
         scheme: str = "uniform",
-        scale: float = 0.5,
+        scale: float | None = None,
     ) -> np.ndarray:
         """Draw initial parameters, shape (n_runs, n_params).
 
@@ -176,10 +172,13 @@ class MLP:
         Schemes: ``"uniform"`` draws every weight and bias from U(-scale, scale) (the classic
         scheme); ``"glorot"`` draws weights from U(-a, a) with a = scale * sqrt(6 / (n_in +
         n_out)); ``"he"`` draws weights from N(0, (scale * sqrt(2 / n_in))^2).  Glorot and He
-        set biases to zero; ``scale`` is their gain.
+        set biases to zero; ``scale`` is their gain.  ``scale=None`` means 0.5 for uniform and a
+        gain of 1 for Glorot and He.
         """
         if scheme not in INIT_SCHEMES:
             raise ValueError(f"init scheme must be one of {INIT_SCHEMES}, got {scheme!r}")
+        if scale is None:
+            scale = 0.5 if scheme == "uniform" else 1.0
         if not scale > 0:
             raise ValueError(f"init scale must be > 0, got {scale}")
         if isinstance(rng, np.random.Generator):
@@ -286,9 +285,7 @@ class MLP:
         loss, _, _ = self.evaluate(theta, X, Y, need_grad=False)
         return loss
 
-    def loss_and_grad(
-        self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def loss_and_grad(self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Loss (R,) and its gradient with respect to ``theta`` (R, P)."""
         loss, grad, _ = self.evaluate(theta, X, Y, need_grad=True)
         return loss, grad
@@ -313,9 +310,7 @@ class MLP:
                 return loss, None, out
             return loss, self._backward(theta, X, hidden, delta), out
 
-    def _backward(
-        self, theta: np.ndarray, X: np.ndarray, hidden: list[np.ndarray], delta: np.ndarray
-    ) -> np.ndarray:
+    def _backward(self, theta: np.ndarray, X: np.ndarray, hidden: list[np.ndarray], delta: np.ndarray) -> np.ndarray:
         n_runs, n_patterns = theta.shape[0], X.shape[0]
         params = self.unflatten(theta)
         grad = np.empty_like(theta)

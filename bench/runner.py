@@ -34,8 +34,15 @@ _RUNNING, _SOLVED, _DIVERGED, _STUCK, _UNFINISHED = range(5)
 def dataset_stream_key(cell: Cell) -> str:
     """What identifies a dataset and model for the random streams (not its display label)."""
     d = cell.dataset
-    return stable_hash({"dataset": d.name, "params": d.params, "layers": d.layer_sizes(),
-                        "init": d.model.init, "scale": d.model.init_scale})
+    return stable_hash(
+        {
+            "dataset": d.name,
+            "params": d.params,
+            "layers": d.layer_sizes(),
+            "init": d.model.init,
+            "scale": d.model.init_scale,
+        }
+    )
 
 
 def initial_parameters(cell: Cell, runs: range | list[int]) -> np.ndarray:
@@ -73,8 +80,7 @@ def run_cell(cell: Cell, batch: int | None = None) -> tuple[pd.DataFrame, pd.Dat
     runs = list(cell.runs)
     size = len(runs) if batch is None else max(1, batch)
     parts = [_run_batch(cell, runs[i : i + size]) for i in range(0, len(runs), size)]
-    return (pd.concat([p[0] for p in parts], ignore_index=True),
-            pd.concat([p[1] for p in parts], ignore_index=True))
+    return (pd.concat([p[0] for p in parts], ignore_index=True), pd.concat([p[1] for p in parts], ignore_index=True))
 
 
 def _run_batch(cell: Cell, runs: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -115,11 +121,16 @@ def _run_batch(cell: Cell, runs: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]
         if due.any():
             take = rows[due]
             out = getattr(sub, "out", None)
-            curve.append({
-                "run": np.asarray(runs)[take], "epoch": epochs[take], "cost": cost[due], "loss": loss[due],
-                "best_loss": best[take],
-                "train_accuracy": problem.accuracy(sub.theta[due], "train", None if out is None else out[due]),
-            })
+            curve.append(
+                {
+                    "run": np.asarray(runs)[take],
+                    "epoch": epochs[take],
+                    "cost": cost[due],
+                    "loss": loss[due],
+                    "best_loss": best[take],
+                    "train_accuracy": problem.accuracy(sub.theta[due], "train", None if out is None else out[due]),
+                }
+            )
             next_mark[take] = np.searchsorted(marks, cost[due], side="right")
 
         if halt.any():
@@ -142,9 +153,20 @@ def _run_batch(cell: Cell, runs: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]
     return _tables(cell, runs, problem, state, theta0, epochs, best, status, cost_to_success, wall, curve, opt)
 
 
-def _tables(cell: Cell, runs: list[int], problem: Problem, state: Any, theta0: np.ndarray, epochs: np.ndarray,
-            best: np.ndarray, status: np.ndarray, cost_to_success: np.ndarray, wall: np.ndarray,
-            curve: list[dict[str, np.ndarray]], opt: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _tables(
+    cell: Cell,
+    runs: list[int],
+    problem: Problem,
+    state: Any,
+    theta0: np.ndarray,
+    epochs: np.ndarray,
+    best: np.ndarray,
+    status: np.ndarray,
+    cost_to_success: np.ndarray,
+    wall: np.ndarray,
+    curve: list[dict[str, np.ndarray]],
+    opt: Any,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     data, net = problem.data, problem.net
     theta = state.theta
     # The end point's gradient norm is analysis, not optimization: it is not charged.

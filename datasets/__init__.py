@@ -38,9 +38,7 @@ def check_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if type(value) is not expected:
-            raise ValueError(
-                f"parameter {key!r} of dataset {name!r} must be {expected.__name__}, got {value!r}"
-            )
+            raise ValueError(f"parameter {key!r} of dataset {name!r} must be {expected.__name__}, got {value!r}")
         checked[key] = value
     return checked
 

@@ -23,22 +23,30 @@ def _check_split(test_size: float) -> None:
 
 
 def _classification(
-    name: str, X: np.ndarray, y: np.ndarray, test_size: float, split_seed: int, target: float,
-    hidden: tuple[int, ...], description: str,
+    name: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    test_size: float,
+    split_seed: int,
+    target: float,
+    hidden: tuple[int, ...],
+    description: str,
 ) -> Dataset:
     _check_split(test_size)
-    X_tr, X_te, y_tr, y_te = train_test_split(
-        X, y, test_size=test_size, random_state=split_seed, stratify=y
-    )
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=test_size, random_state=split_seed, stratify=y)
     scaler = StandardScaler().fit(X_tr)
     classes = np.unique(y)
     if len(classes) == 2:
+
         def encode(labels: np.ndarray) -> np.ndarray:
             return (labels == classes[1]).astype(np.float64)[:, None]
+
         output, loss = "sigmoid", "bce"
     else:
+
         def encode(labels: np.ndarray) -> np.ndarray:
             return (labels[:, None] == classes[None, :]).astype(np.float64)
+
         output, loss = "softmax", "cross_entropy"
     return Dataset(
         name=name,
@@ -56,25 +64,34 @@ def _classification(
 
 
 @register("moons")
-def moons(n_samples: int = 200, noise: float = 0.2, seed: int = 0, test_size: float = 0.25,
-          split_seed: int = 0) -> Dataset:
+def moons(
+    n_samples: int = 200, noise: float = 0.2, seed: int = 0, test_size: float = 0.25, split_seed: int = 0
+) -> Dataset:
     """Two interleaving half circles (``sklearn.datasets.make_moons``), 2 classes."""
     if n_samples < 8 or noise < 0:
         raise ValueError(f"need n_samples >= 8 and noise >= 0, got {n_samples} and {noise}")
     X, y = skd.make_moons(n_samples=n_samples, noise=noise, random_state=seed)
-    return _classification("moons", X, y, test_size, split_seed, 0.9, (8,),
-                           f"two moons, {n_samples} points, noise {noise}")
+    return _classification(
+        "moons", X, y, test_size, split_seed, 0.9, (8,), f"two moons, {n_samples} points, noise {noise}"
+    )
 
 
 @register("circles")
-def circles(n_samples: int = 200, noise: float = 0.1, factor: float = 0.5, seed: int = 0,
-            test_size: float = 0.25, split_seed: int = 0) -> Dataset:
+def circles(
+    n_samples: int = 200,
+    noise: float = 0.1,
+    factor: float = 0.5,
+    seed: int = 0,
+    test_size: float = 0.25,
+    split_seed: int = 0,
+) -> Dataset:
     """A circle inside another (``sklearn.datasets.make_circles``), 2 classes."""
     if n_samples < 8 or noise < 0 or not 0 < factor < 1:
         raise ValueError(f"need n_samples >= 8, noise >= 0, factor in (0, 1); got {n_samples}, {noise}, {factor}")
     X, y = skd.make_circles(n_samples=n_samples, noise=noise, factor=factor, random_state=seed)
-    return _classification("circles", X, y, test_size, split_seed, 0.9, (8,),
-                           f"two circles, {n_samples} points, noise {noise}")
+    return _classification(
+        "circles", X, y, test_size, split_seed, 0.9, (8,), f"two circles, {n_samples} points, noise {noise}"
+    )
 
 
 @register("iris")
@@ -95,16 +112,16 @@ def wine(test_size: float = 0.25, split_seed: int = 0) -> Dataset:
 def breast_cancer(test_size: float = 0.25, split_seed: int = 0) -> Dataset:
     """Wisconsin diagnostic breast cancer: 569 cases, 30 features, 2 classes."""
     X, y = skd.load_breast_cancer(return_X_y=True)
-    return _classification("breast_cancer", X, y, test_size, split_seed, 0.95, (8,),
-                           "breast cancer, 569 x 30, 2 classes")
+    return _classification(
+        "breast_cancer", X, y, test_size, split_seed, 0.95, (8,), "breast cancer, 569 x 30, 2 classes"
+    )
 
 
 @register("digits")
 def digits(test_size: float = 0.2, split_seed: int = 0) -> Dataset:
     """8x8 handwritten digits: 1,797 images, 64 features, 10 classes."""
     X, y = skd.load_digits(return_X_y=True)
-    return _classification("digits", X, y, test_size, split_seed, 0.95, (32,),
-                           "digits, 1797 x 64, 10 classes")
+    return _classification("digits", X, y, test_size, split_seed, 0.95, (32,), "digits, 1797 x 64, 10 classes")
 
 
 @register("diabetes")
@@ -122,9 +139,14 @@ def diabetes(test_size: float = 0.25, split_seed: int = 0, target: float = 0.3) 
     xs, ys = StandardScaler().fit(X_tr), StandardScaler().fit(y_tr[:, None])
     return Dataset(
         name="diabetes",
-        X_train=xs.transform(X_tr), Y_train=ys.transform(y_tr[:, None]),
-        X_test=xs.transform(X_te), Y_test=ys.transform(y_te[:, None]),
-        task="regression", output_activation="identity", loss="mse",
-        success=Success("loss", "test", target), hidden=(16,),
+        X_train=xs.transform(X_tr),
+        Y_train=ys.transform(y_tr[:, None]),
+        X_test=xs.transform(X_te),
+        Y_test=ys.transform(y_te[:, None]),
+        task="regression",
+        output_activation="identity",
+        loss="mse",
+        success=Success("loss", "test", target),
+        hidden=(16,),
         description="diabetes, 442 x 10, regression",
     )

@@ -30,8 +30,12 @@ class SettingError(ValueError):
 
 
 def check_range(
-    name: str, value: Any, low: float | None = None, high: float | None = None,
-    low_open: bool = False, high_open: bool = False,
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
 ) -> None:
     """Raise ``ValueError("name must be in (low, high], got v")`` unless every value fits.
 
@@ -53,7 +57,10 @@ def check_range(
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise SettingError(name, f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}{did_you_mean(str(value), choices)}")
+        raise SettingError(
+            name,
+            f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}{did_you_mean(str(value), choices)}",
+        )
 
 
 def _allowed_types(annotation: Any) -> tuple[type, ...]:
@@ -78,6 +85,9 @@ def settings_from_dict(cls: type, values: dict[str, Any]) -> Any:
         allowed = _allowed_types(fields[key].type)
         if float in allowed and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if float in allowed and isinstance(value, np.ndarray) and value.ndim == 1:
+            kwargs[key] = value.astype(np.float64)  # per-run values (R,), for direct use of a rule
+            continue
         if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
             names = " or ".join("none" if t is type(None) else t.__name__ for t in allowed)
             raise SettingError(key, f"setting {key!r} must be {names}, got {value!r}")
@@ -214,7 +224,9 @@ class LearningRate(Clipping):
     def rate(self, count: np.ndarray) -> np.ndarray:
         """Learning rate per run at update ``count`` (R,), as an (R, 1) column."""
         t = count.astype(np.float64)
-        lr, gamma, k = (np.asarray(x, dtype=np.float64) for x in (self.learning_rate, self.decay_rate, self.decay_steps))
+        lr, gamma, k = (
+            np.asarray(x, dtype=np.float64) for x in (self.learning_rate, self.decay_rate, self.decay_steps)
+        )
         if self.schedule == "step":
             lr = lr * gamma ** np.floor(t / k)
         elif self.schedule == "exponential":

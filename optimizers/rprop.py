@@ -87,7 +87,9 @@ class Rprop:
         g = clip_gradient(grad, s)
         sign_product = g * state.prev_grad
         grew, flipped = sign_product > 0, sign_product < 0
-        step_size = np.where(grew, np.minimum(state.step_size * per_run(s.eta_plus), per_run(s.delta_max)), state.step_size)
+        step_size = np.where(
+            grew, np.minimum(state.step_size * per_run(s.eta_plus), per_run(s.delta_max)), state.step_size
+        )
         step_size = np.where(flipped, np.maximum(step_size * per_run(s.eta_minus), per_run(s.delta_min)), step_size)
         update = -np.sign(g) * step_size
         if variant == "rprop+":

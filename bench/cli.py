@@ -1,0 +1,233 @@
+"""``python -m bench <command>``: run, list, validate, report, perf."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+
+from bench.config import Cell, Config, ConfigError, presets
+from bench.config import load as load_config
+
+EXIT_BAD_INPUT = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split(":")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run an experiment (default: the 'quick' preset) and write its report")
+    run.add_argument("config", nargs="?", default="quick", help="a config file or a preset name (default: quick)")
+    run.add_argument("--out", default="results", help="results root folder (default: results)")
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set experiment.runs=5 --set optimizers.0.learning_rate=0.1",
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="processes that run cells in parallel (results do not depend on it)",
+    )
+    run.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="most runs per engine call (default: all runs of a cell; results do not depend on it)",
+    )
+    run.add_argument("--no-report", action="store_true", help="skip the figures and REPORT.md")
+
+    sub.add_parser("list", help="list datasets, optimizers (with settings and defaults) and presets")
+
+    validate = sub.add_parser("validate", help="check a config without running it")
+    validate.add_argument("config")
+    validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    report = sub.add_parser("report", help="write REPORT.md and figures for a results folder")
+    report.add_argument("results", help="results/<experiment> or results/<experiment>/<hash>")
+
+    perf = sub.add_parser("perf", help="time the engine against one-run loops and scikit-learn")
+    perf.add_argument("--quick", action="store_true", help="smaller workloads (a smoke test, not the targets)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "list":
+            return cmd_list()
+        if args.command == "validate":
+            return cmd_validate(args)
+        if args.command == "report":
+            return cmd_report(args)
+        from bench import perf
+
+        return perf.main(quick=args.quick)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def checked_config(source: str, overrides: list[str]) -> Config:
+    """Load a config and check every cell's budget, before anything is written."""
+    from bench.runner import check_budget
+
+    config = load_config(source, overrides)
+    for cell in config.cells():
+        try:
+            check_budget(cell)
+        except ValueError as exc:
+            path = f"datasets[{config.datasets.index(cell.dataset)}].budget"
+            raise ConfigError(config.source, path, str(exc)) from None
+    return config
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = checked_config(args.config, args.overrides)
+    cells = config.cells()
+    print(
+        f"ok: {config.source} is valid: experiment {config.name!r} (hash {config.hash}), "
+        f"{len(config.datasets)} datasets x {len(config.optimizers)} optimizer settings = {len(cells)} cells "
+        f"of {config.runs} runs"
+    )
+    return 0
+
+
+def _run_cell_job(cell: Cell, batch: int | None) -> tuple[str, object, object]:
+    from threadpoolctl import threadpool_limits
+
+    from bench.runner import run_cell
+
+    # One BLAS thread always: the numbers then cannot depend on how many threads or workers run.
+    with threadpool_limits(1):
+        runs, curves = run_cell(cell, batch)
+    return cell.key, runs, curves
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from bench import analysis, store
+
+    if args.workers < 1:
+        raise ConfigError("--workers", "", f"must be >= 1, got {args.workers}")
+    if args.batch is not None and args.batch < 1:
+        raise ConfigError("--batch", "", f"must be >= 1, got {args.batch}")
+    config = checked_config(args.config, args.overrides)
+    results = store.ResultStore(args.out, config)
+    cells = config.cells()
+    todo = [c for c in cells if not results.is_done(c)]
+    print(f"experiment {config.name!r}: {len(cells)} cells x {config.runs} runs -> {results.path}", file=sys.stderr)
+    if len(todo) < len(cells):
+        print(f"skipping {len(cells) - len(todo)} finished cells (same config hash {config.hash})", file=sys.stderr)
+    results.start(store.command_line(), args.workers, args.batch)
+
+    bar = tqdm(total=len(todo), desc="cells", unit="cell", file=sys.stderr, disable=not todo)
+    by_key = {c.key: c for c in todo}
+    if args.workers > 1 and len(todo) > 1:
+        with ProcessPoolExecutor(min(args.workers, len(todo)), mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(_run_cell_job, cell, args.batch) for cell in todo]
+            for future in as_completed(futures):
+                key, runs, curves = future.result()
+                results.save_cell(by_key[key], runs, curves)
+                bar.set_postfix_str(f"{by_key[key].dataset.label} / {by_key[key].optimizer.label}"[:60])
+                bar.update()
+    else:
+        for cell in todo:
+            bar.set_postfix_str(f"{cell.dataset.label} / {cell.optimizer.label}"[:60])
+            _, runs, curves = _run_cell_job(cell, args.batch)
+            results.save_cell(cell, runs, curves)
+            bar.update()
+    bar.close()
+
+    runs, curves = results.load_cells(cells)
+    results.save_tables(runs, curves)
+    results.finish()
+    print(analysis.format_table(analysis.summary_for_display(analysis.summary(runs))))
+    if not args.no_report:
+        report_path = _write_report(results.path, runs, curves)
+        print(f"\nreport: {report_path}")
+    print(f"results: {results.path}")
+    return 0
+
+
+def _write_report(path: Path, runs: object, curves: object) -> Path:
+    import json
+
+    from bench import report
+
+    manifest = json.loads((path / "manifest.json").read_text())
+    last = manifest["runs"][-1]
+    meta = {
+        "experiment": manifest["experiment"],
+        "config hash": manifest["config_hash"],
+        "config": manifest["config_source"],
+        "git commit": (manifest["git"].get("commit") or "unknown")
+        + (" (with local changes)" if manifest["git"].get("dirty") else ""),
+        "command": " ".join(last["command"]),
+        "started": last["start"],
+        "finished": last["end"],
+    }
+    return report.write_report(path, runs, curves, title=f"bench report: {manifest['experiment']}", meta=meta)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from bench import analysis, store
+
+    path = store.resolve_results_dir(args.results)
+    runs = pd.read_parquet(path / "runs.parquet")
+    curves = pd.read_parquet(path / "curves.parquet")
+    print(analysis.format_table(analysis.summary_for_display(analysis.summary(runs))))
+    print(f"\nreport: {_write_report(path, runs, curves)}")
+    return 0
+
+
+def cmd_list() -> int:
+    import datasets
+    import optimizers
+    from bench.config import resolve_source
+
+    print("datasets (parameters with defaults):")
+    for name in datasets.DATASETS.names():
+        params = ", ".join(f"{p.name}={p.default!r}" for p in datasets.parameters(name).values())
+        data = datasets.load(name)
+        print(
+            f"  {name:14s} {data.description}; success: {data.success.describe()}"
+            + (f"\n  {'':14s} params: {params}" if params else "")
+        )
+    print("\noptimizers (settings with defaults):")
+    for name in optimizers.OPTIMIZERS.names():
+        entry = optimizers.OPTIMIZERS.get(name)
+        ordered = sorted(dataclasses.fields(entry.settings), key=lambda f: f.name.startswith("clip_"))
+        fields = ", ".join(f"{f.name}={_default(f)}" for f in ordered)
+        print(f"  {name:16s} {entry.description}\n  {'':16s} {fields}")
+    print("\npresets (python -m bench run NAME):")
+    import tomllib
+
+    for name in presets():
+        raw = tomllib.loads(resolve_source(name).read_text())
+        print(f"  {name:10s} {raw.get('experiment', {}).get('description', '')}")
+    return 0
+
+
+def _default(f: dataclasses.Field) -> str:
+    if f.default is not dataclasses.MISSING:
+        return repr(f.default)
+    if f.default_factory is not dataclasses.MISSING:
+        return repr(f.default_factory())
+    return "(required)"

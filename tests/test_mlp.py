@@ -1,0 +1,181 @@
+"""The shared MLP: exact gradients, batched == single, stability, init, views."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bench.mlp import HIDDEN_ACTIVATIONS, MLP, OUTPUT_LOSS_PAIRS
+
+PAIRS = sorted(OUTPUT_LOSS_PAIRS)
+
+
+def make_data(rng: np.random.Generator, n: int, n_in: int, n_out: int, output: str) -> tuple[np.ndarray, np.ndarray]:
+    X = rng.normal(size=(n, n_in))
+    if output == "softmax":
+        Y = np.eye(n_out)[rng.integers(0, n_out, n)]
+    elif output == "sigmoid":
+        Y = rng.random((n, n_out))
+    else:
+        Y = rng.normal(size=(n, n_out))
+    return X, Y
+
+
+def central_differences(net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """Numerical gradient, all runs at once: perturb parameter p in every row."""
+    grad = np.empty_like(theta)
+    for p in range(net.n_params):
+        step = np.zeros(net.n_params)
+        step[p] = h
+        grad[:, p] = (net.loss(theta + step, X, Y) - net.loss(theta - step, X, Y)) / (2 * h)
+    return grad
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 4), min_size=2, max_size=4),
+    hidden=st.sampled_from(HIDDEN_ACTIVATIONS),
+    pair=st.sampled_from(PAIRS),
+    reduction=st.sampled_from(["sum", "mean"]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_gradient_matches_central_differences(sizes, hidden, pair, reduction, seed):
+    output, loss = pair
+    if output == "softmax":
+        sizes[-1] = max(sizes[-1], 2)
+    rng = np.random.default_rng(seed)
+    net = MLP(sizes, hidden, output, loss, reduction)
+    theta = net.init(rng, 3, "uniform", 1.0)
+    if hidden == "relu":  # keep pre-activations away from the kink, where differences are not derivatives
+        theta[:, net.layers[0].b_start : net.layers[0].end] += 0.05
+    X, Y = make_data(rng, 5, sizes[0], sizes[-1], output)
+    _, grad = net.loss_and_grad(theta, X, Y)
+    numeric = central_differences(net, theta, X, Y)
+    scale = np.linalg.norm(grad) + np.linalg.norm(numeric)
+    if hidden == "relu":
+        # A kink crossed by +-h leaves a local error of order h; compare only where smooth.
+        assert np.linalg.norm(grad - numeric) <= 1e-6 * scale or np.abs(grad - numeric).max() < 1e-4
+    else:
+        assert np.linalg.norm(grad - numeric) <= 1e-6 * max(scale, 1e-12)
+
+
+@pytest.mark.parametrize("hidden", HIDDEN_ACTIVATIONS)
+@pytest.mark.parametrize("pair", PAIRS)
+def test_batched_rows_equal_single_rows(hidden, pair):
+    output, loss = pair
+    rng = np.random.default_rng(1)
+    net = MLP([3, 5, 4, 2], hidden, output, loss, "sum")
+    theta = net.init(rng, 7, "glorot")
+    X, Y = make_data(rng, 11, 3, 2, output)
+    loss_b, grad_b = net.loss_and_grad(theta, X, Y)
+    out_b = net.forward(theta, X)
+    for r in range(7):
+        loss_1, grad_1 = net.loss_and_grad(theta[r : r + 1], X, Y)
+        np.testing.assert_allclose(loss_1[0], loss_b[r], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(grad_1[0], grad_b[r], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(net.forward(theta[r], X)[0], out_b[r], rtol=0, atol=1e-12)
+
+
+def test_classic_loss_by_hand():
+    """E = 1/2 sum_p sum_k (o - t)^2 for a 1-1 network with known weights."""
+    net = MLP([1, 1], "sigmoid", "sigmoid", "mse", "sum")
+    theta = np.array([[2.0, -1.0]])  # w = 2, b = -1
+    X = np.array([[0.0], [1.0]])
+    Y = np.array([[0.0], [1.0]])
+    o = 1 / (1 + np.exp(-np.array([-1.0, 1.0])))
+    expected = 0.5 * ((o[0] - 0) ** 2 + (o[1] - 1) ** 2)
+    assert net.loss(theta, X, Y)[0] == pytest.approx(expected, rel=1e-14)
+    mean_net = MLP([1, 1], "sigmoid", "sigmoid", "mse", "mean")
+    assert mean_net.loss(theta, X, Y)[0] == pytest.approx(expected / 2, rel=1e-14)
+
+
+def test_softmax_cross_entropy_by_hand():
+    net = MLP([1, 3], "identity", "softmax", "cross_entropy", "sum")
+    theta = np.array([[0.0, 0.0, 0.0, 1.0, 2.0, 3.0]])  # W = 0, b = (1, 2, 3)
+    X, Y = np.zeros((1, 1)), np.array([[0.0, 1.0, 0.0]])
+    p = np.exp([1.0, 2.0, 3.0]) / np.exp([1.0, 2.0, 3.0]).sum()
+    assert net.loss(theta, X, Y)[0] == pytest.approx(-np.log(p[1]), rel=1e-14)
+    np.testing.assert_allclose(net.forward(theta, X)[0, 0], p, rtol=1e-14)
+
+
+@pytest.mark.parametrize("hidden", HIDDEN_ACTIVATIONS)
+@pytest.mark.parametrize("pair", PAIRS)
+def test_huge_weights_are_stable_and_silent(hidden, pair):
+    output, loss = pair
+    rng = np.random.default_rng(2)
+    net = MLP([2, 3, 2], hidden, output, loss)
+    theta = net.init(rng, 4, "uniform", 1.0) * 1e6
+    X, Y = make_data(rng, 6, 2, 2, output)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value, grad = net.loss_and_grad(theta, X, Y)
+        out = net.forward(theta, X)
+    assert np.all(np.isfinite(out))
+    if hidden != "relu" and hidden != "identity" or output != "identity":
+        # Saturating units and log-sum-exp losses stay finite at any weight size.
+        assert np.all(np.isfinite(value)) and np.all(np.isfinite(grad))
+
+
+def test_overflowing_weights_give_nonfinite_loss_without_warnings():
+    net = MLP([2, 2, 1], "identity", "identity", "mse")
+    theta = np.full((2, net.n_params), 1e300)
+    X, Y = np.ones((3, 2)), np.zeros((3, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value, grad = net.loss_and_grad(theta, X, Y)
+    assert not np.any(np.isfinite(value))
+
+
+def test_unflatten_views_share_memory_and_layout():
+    net = MLP([2, 3, 1])
+    theta = np.arange(2 * net.n_params, dtype=np.float64).reshape(2, net.n_params)
+    (W1, b1), (W2, b2) = net.unflatten(theta)
+    assert W1.shape == (2, 2, 3) and b1.shape == (2, 3) and W2.shape == (2, 3, 1) and b2.shape == (2, 1)
+    for view in (W1, b1, W2, b2):
+        assert np.shares_memory(view, theta)
+    assert W1[0, 1, 2] == 5.0 and b1[0, 0] == 6.0 and W2[0, 0, 0] == 9.0 and b2[1, 0] == net.n_params + 12.0
+    W1[1, 0, 0] = -1.0
+    assert theta[1, 0] == -1.0
+
+
+def test_init_schemes_and_per_run_generators():
+    net = MLP([4, 50, 3])
+    assert net.n_params == 4 * 50 + 50 + 50 * 3 + 3
+    uniform = net.init(np.random.default_rng(0), 20, "uniform", 0.3)
+    assert uniform.shape == (20, net.n_params) and uniform.dtype == np.float64
+    assert np.abs(uniform).max() <= 0.3 and np.abs(uniform).max() > 0.29
+    glorot = net.init(np.random.default_rng(0), 20, "glorot")
+    (W1, b1), (W2, _) = net.unflatten(glorot)
+    assert np.abs(W1).max() <= np.sqrt(6 / 54) and np.all(b1 == 0)
+    he = net.init(np.random.default_rng(0), 200, "he")
+    (W1, _), _ = net.unflatten(he)
+    assert W1.std() == pytest.approx(np.sqrt(2 / 4), rel=0.05)
+    # One generator per run: row r depends on its own generator only, not on how many rows.
+    gens = [np.random.default_rng(s) for s in range(5)]
+    five = net.init(gens, 5, "he")
+    alone = net.init([np.random.default_rng(3)], 1, "he")
+    np.testing.assert_array_equal(five[3], alone[0])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"layer_sizes": [2]}, "at least an input and an output"),
+        ({"layer_sizes": [2, 1], "hidden_activation": "softplus"}, "hidden_activation must be one of"),
+        ({"layer_sizes": [2, 1], "output_activation": "softmax", "loss": "mse"}, "is not supported"),
+        ({"layer_sizes": [2, 1], "reduction": "avg"}, "reduction must be one of"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MLP(**kwargs)
+
+
+def test_wrong_theta_shape_is_named():
+    net = MLP([2, 2, 1])
+    with pytest.raises(ValueError, match=r"theta must have shape \(n_runs, 9\)"):
+        net.loss(np.zeros((3, 8)), np.zeros((4, 2)), np.zeros((4, 1)))

@@ -1,0 +1,215 @@
+"""Gradient rules: hand-computed steps, ascent == descent, purity, settings checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import datasets
+import optimizers
+from bench.mlp import MLP
+
+THETA = np.array([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]])
+G1 = np.array([[0.5, -1.0, 2.0], [-0.2, 0.0, 4.0]])
+G2 = np.array([[0.25, 1.0, 2.0], [0.3, -0.1, -1.0]])
+
+
+def two_steps(rule, grads=(G1, G2), losses=(None, None)):
+    theta, state = THETA, rule.init(THETA)
+    for g, loss in zip(grads, losses):
+        theta, state = rule.update(theta, g, state, loss=loss)
+    return theta, state
+
+
+def test_gd_two_steps_by_hand():
+    theta, _ = two_steps(optimizers.gradient_rule("gd", learning_rate=0.1))
+    np.testing.assert_array_equal(theta, THETA - 0.1 * G1 - 0.1 * G2)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "rates"),
+    [
+        ("constant", [0.4, 0.4, 0.4, 0.4]),
+        ("step", [0.4, 0.4, 0.2, 0.2]),  # decay_rate 0.5 every 2 updates
+        ("exponential", [0.4, 0.4 * 0.5**0.5, 0.2, 0.4 * 0.5**1.5]),
+        ("inverse_time", [0.4, 0.4 / 1.25, 0.4 / 1.5, 0.4 / 1.75]),  # decay_rate 0.5 -> 0.25 per update
+    ],
+)
+def test_learning_rate_schedules_by_hand(schedule, rates):
+    rule = optimizers.gradient_rule("gd", learning_rate=0.4, schedule=schedule, decay_rate=0.5, decay_steps=2.0)
+    theta, state = THETA, rule.init(THETA)
+    expected = THETA.copy()
+    for rate in rates:
+        theta, state = rule.update(theta, G1, state)
+        expected = expected - rate * G1
+        np.testing.assert_allclose(theta, expected, rtol=1e-15, atol=1e-15)
+
+
+def test_gradient_ascent_follows_gradient_descent_on_xor():
+    data = datasets.load("xor")
+    net = MLP([2, 2, 1])
+    theta0 = net.init(np.random.default_rng(5), 16, "uniform", 1.0)
+    trajectories = []
+    for name in ("gd", "gradient_ascent"):
+        rule = optimizers.gradient_rule(name, learning_rate=0.7, schedule="inverse_time", decay_rate=0.1)
+        theta, state = theta0, rule.init(theta0)
+        for _ in range(300):
+            loss, grad = net.loss_and_grad(theta, data.X_train, data.Y_train)
+            theta, state = rule.update(theta, grad, state, loss=loss)
+        trajectories.append(theta)
+    np.testing.assert_allclose(trajectories[0], trajectories[1], rtol=0, atol=1e-12)
+    assert not np.allclose(trajectories[0], theta0)
+
+
+def test_classical_momentum_two_steps_by_hand():
+    theta, state = two_steps(optimizers.gradient_rule("momentum", learning_rate=0.1, momentum=0.9))
+    v1 = -0.1 * G1
+    v2 = 0.9 * v1 - 0.1 * G2
+    np.testing.assert_allclose(state.velocity, v2, rtol=1e-15)
+    np.testing.assert_allclose(theta, THETA + v1 + v2, rtol=1e-15)
+
+
+def test_nesterov_momentum_two_steps_by_hand():
+    theta, _ = two_steps(optimizers.gradient_rule("momentum", learning_rate=0.1, momentum=0.9, nesterov=True))
+    v1 = -0.1 * G1
+    step1 = 0.9 * v1 - 0.1 * G1
+    v2 = 0.9 * v1 - 0.1 * G2
+    step2 = 0.9 * v2 - 0.1 * G2
+    np.testing.assert_allclose(theta, THETA + step1 + step2, rtol=1e-15)
+
+
+def rprop(variant, **kw):
+    return optimizers.gradient_rule("rprop", variant=variant, delta_0=0.1, eta_plus=1.2, eta_minus=0.5, **kw)
+
+
+# Per-weight gradient signs of G1 then G2, row 0: (+,+) (-,+) (+,+); row 1: (-,+) (0,-) (+,-).
+def test_rprop_minus_two_steps_by_hand():
+    theta, state = two_steps(rprop("rprop-"))
+    step1 = -np.sign(G1) * 0.1
+    delta2 = np.array([[0.12, 0.05, 0.12], [0.05, 0.1, 0.05]])
+    np.testing.assert_allclose(state.step_size, delta2, rtol=1e-15)
+    np.testing.assert_allclose(theta, THETA + step1 - np.sign(G2) * delta2, rtol=1e-15)
+
+
+def test_rprop_plus_backtracks_after_a_sign_change():
+    theta, state = two_steps(rprop("rprop+"))
+    step1 = -np.sign(G1) * 0.1
+    flipped = G1 * G2 < 0
+    delta2 = np.array([[0.12, 0.05, 0.12], [0.05, 0.1, 0.05]])
+    step2 = np.where(flipped, -step1, -np.sign(G2) * delta2)
+    np.testing.assert_allclose(theta, THETA + step1 + step2, rtol=1e-15)
+    np.testing.assert_array_equal(state.prev_grad, np.where(flipped, 0.0, G2))
+    # After the backtrack the stored gradient is zero, so the next step is a plain step.
+    theta3, state3 = rprop("rprop+").update(theta, G2, state)
+    np.testing.assert_allclose(
+        theta3, theta - np.sign(G2) * np.where(flipped, delta2, np.minimum(delta2 * 1.2, 50)), rtol=1e-15
+    )
+
+
+def test_irprop_minus_skips_the_step_after_a_sign_change():
+    theta, state = two_steps(rprop("irprop-"))
+    step1 = -np.sign(G1) * 0.1
+    flipped = G1 * G2 < 0
+    delta2 = np.array([[0.12, 0.05, 0.12], [0.05, 0.1, 0.05]])
+    np.testing.assert_allclose(theta, THETA + step1 + np.where(flipped, 0.0, -np.sign(G2) * delta2), rtol=1e-15)
+    np.testing.assert_array_equal(state.prev_grad, np.where(flipped, 0.0, G2))
+
+
+def test_irprop_plus_backtracks_only_where_the_error_rose():
+    # Row 0's error rose (2 -> 3): backtrack its flipped weights; row 1's fell (2 -> 1): no step.
+    theta, _ = two_steps(rprop("irprop+"), losses=(np.array([2.0, 2.0]), np.array([3.0, 1.0])))
+    step1 = -np.sign(G1) * 0.1
+    flipped = G1 * G2 < 0
+    delta2 = np.array([[0.12, 0.05, 0.12], [0.05, 0.1, 0.05]])
+    rose = np.array([[True], [False]])
+    step2 = np.where(flipped, np.where(rose, -step1, 0.0), -np.sign(G2) * delta2)
+    np.testing.assert_allclose(theta, THETA + step1 + step2, rtol=1e-15)
+
+
+def test_irprop_plus_needs_the_loss():
+    rule = rprop("irprop+")
+    with pytest.raises(ValueError, match="irprop\\+ needs the loss"):
+        rule.update(THETA, G1, rule.init(THETA))
+
+
+def test_rprop_step_sizes_stay_within_bounds():
+    rule = optimizers.gradient_rule("rprop", variant="rprop-", delta_0=1.0, delta_max=2.0, delta_min=0.3)
+    theta, state = THETA, rule.init(THETA)
+    for _ in range(10):
+        theta, state = rule.update(theta, G1, state)
+    assert np.all(state.step_size[G1 != 0] == 2.0)
+    for k in range(10):
+        theta, state = rule.update(theta, G1 * (-1) ** k, state)
+    assert np.all(state.step_size[G1 != 0] == 0.3)
+
+
+def test_clipping_by_value_and_by_norm():
+    g = np.array([[3.0, -4.0], [0.1, 0.2]])
+    theta = np.zeros((2, 2))
+    by_value = optimizers.gradient_rule("gd", learning_rate=1.0, clip_value=1.0)
+    np.testing.assert_array_equal(
+        by_value.update(theta, g, by_value.init(theta))[0], -np.array([[1.0, -1.0], [0.1, 0.2]])
+    )
+    by_norm = optimizers.gradient_rule("gd", learning_rate=1.0, clip_norm=1.0)
+    # Row 0 has norm 5 and is scaled to norm 1; row 1 (norm 0.22) is left alone.
+    np.testing.assert_allclose(by_norm.update(theta, g, by_norm.init(theta))[0], -np.array([[0.6, -0.8], [0.1, 0.2]]))
+
+
+@pytest.mark.parametrize(
+    ("name", "settings"),
+    [
+        ("gd", {}),
+        ("gradient_ascent", {}),
+        ("momentum", {"nesterov": True}),
+        ("rprop", {"variant": "rprop+"}),
+        ("rprop", {"variant": "irprop+"}),
+        ("gd", {"clip_norm": 0.5}),
+    ],
+)
+def test_rules_never_mutate_their_inputs(name, settings):
+    rule = optimizers.gradient_rule(name, **settings)
+    theta, grad, loss = THETA.copy(), G1.copy(), np.array([1.0, 2.0])
+    state = rule.init(theta)
+    snapshot = [np.copy(x) for x in state]
+    rule.update(theta, grad, state, loss=loss)
+    np.testing.assert_array_equal(theta, THETA)
+    np.testing.assert_array_equal(grad, G1)
+    for before, after in zip(snapshot, state):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_per_run_hyperparameters_broadcast_like_separate_runs():
+    lrs = np.array([0.1, 0.5])
+    rule = optimizers.gradient_rule("momentum", learning_rate=lrs, momentum=np.array([0.0, 0.9]))
+    theta, _ = two_steps(rule)
+    for r, (lr, mu) in enumerate([(0.1, 0.0), (0.5, 0.9)]):
+        single = optimizers.gradient_rule("momentum", learning_rate=lr, momentum=mu)
+        theta_r, state = THETA[r : r + 1], single.init(THETA[r : r + 1])
+        for g in (G1, G2):
+            theta_r, state = single.update(theta_r, g[r : r + 1], state)
+        np.testing.assert_allclose(theta[r], theta_r[0], rtol=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("name", "settings", "message"),
+    [
+        ("rprop", {"eta_minus": 1.3}, r"eta_minus must be in \(0, 1\), got 1.3"),
+        ("rprop", {"eta_plus": 0.9}, r"eta_plus must be in \(1, inf\), got 0.9"),
+        ("rprop", {"variant": "irprop"}, "variant must be one of .* got 'irprop' \\(did you mean"),
+        ("rprop", {"delta_min": 1.0, "delta_max": 0.5}, "delta_min must be <= delta_max"),
+        ("momentum", {"momentum": 1.0}, r"momentum must be in \[0, 1\), got 1.0"),
+        ("gd", {"learning_rate": -0.1}, r"learning_rate must be in \(0, inf\), got -0.1"),
+        ("gd", {"learning_rat": 0.1}, "unknown setting 'learning_rat' \\(did you mean 'learning_rate'\\?\\)"),
+        ("gd", {"learning_rate": "fast"}, "setting 'learning_rate' must be float, got 'fast'"),
+        ("gd", {"schedule": "cosine"}, "schedule must be one of"),
+        ("gd", {"clip_norm": 0.0}, r"clip_norm must be in \(0, inf\)"),
+    ],
+)
+def test_bad_settings_are_named(name, settings, message):
+    with pytest.raises(ValueError, match=message):
+        optimizers.gradient_rule(name, **settings)
+
+
+def test_unknown_rule_suggests_a_name():
+    with pytest.raises(KeyError, match="did you mean 'momentum'"):
+        optimizers.gradient_rule("momentun")
