@@ -90,7 +90,8 @@ def checked_config(source: str, overrides: list[str]) -> Config:
         try:
             check_budget(cell)
         except ValueError as exc:
-            path = f"datasets[{config.datasets.index(cell.dataset)}].budget"
+            index = config.datasets.index(cell.dataset)
+            path = "experiment.budget" if cell.dataset.budget == config.budget else f"datasets[{index}].budget"
             raise ConfigError(config.source, path, str(exc)) from None
     return config
 

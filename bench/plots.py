@@ -265,7 +265,9 @@ def plot_success(runs: pd.DataFrame, path: str | Path, palette: Palette | None =
         y = np.array([order.index(name) for name in panel["optimizer"]])
         rate = panel["success_rate"].to_numpy(float)
         # Clipped at 0: at 0 or n successes a bound can miss the rate by one rounding error.
-        errors = np.clip([rate - panel["success_low"].to_numpy(float), panel["success_high"].to_numpy(float) - rate], 0, None)
+        errors = np.clip(
+            [rate - panel["success_low"].to_numpy(float), panel["success_high"].to_numpy(float) - rate], 0, None
+        )
         ax.barh(y, rate, height=0.6, color=[palette[name] for name in panel["optimizer"]], alpha=0.85)
         ax.errorbar(rate, y, xerr=errors, fmt="none", ecolor="0.25", capsize=4, linewidth=1.2)
         # Counts in the right margin, where they never collide with a bar or a whisker.

@@ -20,12 +20,15 @@ GRADIENT_COST = 3
 class Problem:
     """The shared state of one cell: data, network and per-run counters (R,)."""
 
-    def __init__(self, data: Dataset, net: MLP, n_runs: int) -> None:
+    def __init__(
+        self, data: Dataset, net: MLP, n_runs: int, init: str = "uniform", init_scale: float | None = None
+    ) -> None:
         if (net.layer_sizes[0], net.layer_sizes[-1]) != (data.n_inputs, data.n_outputs):
             raise ValueError(
                 f"{net!r} does not fit {data.name}: it has {data.n_inputs} inputs and {data.n_outputs} outputs"
             )
         self.data, self.net, self.n_runs = data, net, n_runs
+        self.init_scheme, self.init_scale = init, init_scale
         self.loss_evals = np.zeros(n_runs, dtype=np.int64)
         self.grad_evals = np.zeros(n_runs, dtype=np.int64)
 
@@ -86,6 +89,10 @@ class ProblemView:
     @property
     def n_params(self) -> int:
         return self.net.n_params
+
+    def draw(self, rng: np.random.Generator, count: int) -> np.ndarray:
+        """``count`` fresh parameter rows (count, P) from the model's init distribution (free)."""
+        return self.net.init(rng, count, self.problem.init_scheme, self.problem.init_scale)
 
     def evaluate(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Loss (R,), gradient (R, P) and training outputs (R, N, n_out); 3 units per row."""

@@ -89,7 +89,7 @@ def _run_batch(cell: Cell, runs: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]
     n = len(runs)
     budget, stop = cell.dataset.budget, cell.config.stopping
     theta0 = initial_parameters(cell, runs)
-    problem = Problem(data, net, n)
+    problem = Problem(data, net, n, cell.dataset.model.init, cell.dataset.model.init_scale)
     opt = build_optimizer(cell)
     rngs = seeding.generators(cell.config.seed, runs, opt.stream, dataset_stream_key(cell))
     state = opt.init(theta0, problem.view(), rngs)

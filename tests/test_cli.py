@@ -1,0 +1,142 @@
+"""The command line end to end on a tiny config: files, reruns, bad input, reproducibility."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench import config
+from bench.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def tiny_file(tiny, tmp_path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(config.to_toml(config.from_dict(tiny).to_dict()))
+    return path
+
+
+def run_cli(*args: str) -> int:
+    return main(list(args))
+
+
+def test_run_writes_results_report_and_manifest(tiny_file, tmp_path, capsys):
+    out = tmp_path / "results"
+    assert run_cli("run", str(tiny_file), "--out", str(out), "--workers", "1") == 0
+    printed = capsys.readouterr()
+    experiment = out / "tiny"
+    version = experiment / (experiment / "latest").read_text().strip()
+    for name in (
+        "config.toml",
+        "manifest.json",
+        "runs.parquet",
+        "curves.parquet",
+        "REPORT.md",
+        "figures/convergence.png",
+        "figures/final_loss.png",
+        "figures/success.png",
+    ):
+        assert (version / name).is_file(), name
+    runs = pd.read_parquet(version / "runs.parquet")
+    assert len(runs) == 12 and set(runs["optimizer"]) == {"gd(learning_rate=2)", "rprop(variant=irprop-)"}
+    assert "gd(learning_rate=2)" in printed.out and f"report: {version / 'REPORT.md'}" in printed.out
+    manifest = json.loads((version / "manifest.json").read_text())
+    assert manifest["config_hash"] == version.name
+    assert manifest["packages"]["numpy"] and manifest["runs"][-1]["end"]
+    assert manifest["runs"][-1]["command"][1:4] == ["-m", "bench", "run"] or manifest["runs"][-1]["command"]
+    assert not list(version.rglob("*.tmp"))
+    # The resolved config reproduces the same version folder.
+    assert config.load(str(version / "config.toml")).hash == version.name
+
+
+def test_rerun_skips_finished_cells_and_a_changed_config_gets_its_own_folder(tiny_file, tmp_path, capsys):
+    out = tmp_path / "results"
+    assert run_cli("run", str(tiny_file), "--out", str(out), "--workers", "1", "--no-report") == 0
+    version = next(p for p in (out / "tiny").iterdir() if p.is_dir())
+    first = pd.read_parquet(version / "runs.parquet")
+    capsys.readouterr()
+    assert run_cli("run", str(tiny_file), "--out", str(out), "--workers", "1", "--no-report") == 0
+    assert "skipping 2 finished cells" in capsys.readouterr().err
+    pd.testing.assert_frame_equal(first, pd.read_parquet(version / "runs.parquet"))
+
+    stamp = (version / "runs.parquet").stat().st_mtime_ns
+    assert run_cli("run", str(tiny_file), "--out", str(out), "--set", "experiment.seed=9", "--no-report") == 0
+    versions = sorted(p.name for p in (out / "tiny").iterdir() if p.is_dir())
+    assert len(versions) == 2
+    assert (version / "runs.parquet").stat().st_mtime_ns == stamp  # the old results are untouched
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "optimizers.1.eta_minus=1.3"], "optimizers[1].eta_minus: eta_minus must be in (0, 1), got 1.3"),
+        (["--set", "datasets.0.name=xr"], "datasets[0].name: unknown dataset 'xr' (did you mean 'xor'?)"),
+        (["--set", "datasets.0.budget=4"], "budget: budget 4 is too small for gd(learning_rate=2) on xor"),
+    ],
+)
+def test_bad_config_exits_2_and_writes_nothing(tiny_file, tmp_path, capsys, args, message):
+    out = tmp_path / "results"
+    assert run_cli("run", str(tiny_file), "--out", str(out), *args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tiny_file}: ") and message in err
+    assert not out.exists()
+
+
+def test_validate_list_and_report(tiny_file, tmp_path, capsys):
+    assert run_cli("validate", str(tiny_file)) == 0
+    assert "is valid" in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[experiment\n")
+    assert run_cli("validate", str(bad)) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+
+    assert run_cli("list") == 0
+    listing = capsys.readouterr().out
+    for word in ("two_spirals", "encoder", "rprop", "eta_minus=0.5", "quick", "classic"):
+        assert word in listing
+
+    assert run_cli("report", str(tmp_path / "nothing")) == 2
+    assert "holds no finished results" in capsys.readouterr().err
+    out = tmp_path / "results"
+    run_cli("run", str(tiny_file), "--out", str(out), "--no-report")
+    assert run_cli("report", str(out / "tiny")) == 0
+    assert "report:" in capsys.readouterr().out
+    assert next((out / "tiny").glob("*/REPORT.md")).is_file()
+
+
+def _run_in_subprocess(config_path: Path, out: Path, hash_seed: str, workers: str) -> pd.DataFrame:
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(ROOT)}
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "run",
+            str(config_path),
+            "--out",
+            str(out),
+            "--workers",
+            workers,
+            "--no-report",
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+        cwd=ROOT,
+    )
+    version = next(p for p in (out / "tiny").iterdir() if p.is_dir())
+    return pd.read_parquet(version / "runs.parquet").drop(columns=["wall_time"])
+
+
+def test_same_config_gives_identical_tables_across_processes_hash_seeds_and_workers(tiny_file, tmp_path):
+    a = _run_in_subprocess(tiny_file, tmp_path / "a", "1", "1")
+    b = _run_in_subprocess(tiny_file, tmp_path / "b", "4242", "2")
+    pd.testing.assert_frame_equal(a, b)
