@@ -114,23 +114,15 @@ def test_unknown_preset_suggests_one():
         config.load("quik")
 
 
-def test_overrides_set_nested_values(tmp_path):
+def test_overrides_set_nested_values(tiny, tmp_path):
     path = tmp_path / "c.toml"
-    path.write_text(config.to_toml(from_dict(_doc()).to_dict()))
+    path.write_text(config.to_toml(from_dict(tiny).to_dict()))
     cfg = config.load(str(path), ["experiment.runs=2", "optimizers.0.learning_rate=0.25", "experiment.name=other"])
     assert (cfg.runs, cfg.name, cfg.optimizers[0].settings.learning_rate) == (2, "other", 0.25)
     with pytest.raises(ConfigError, match="no entry 5"):
         config.load(str(path), ["optimizers.5.learning_rate=1"])
     with pytest.raises(ConfigError, match="expected key=value"):
         config.load(str(path), ["experiment.runs"])
-
-
-def _doc():
-    from tests.conftest import TINY
-
-    import copy
-
-    return copy.deepcopy(TINY)
 
 
 def test_resolved_config_round_trips_with_the_same_hash(tiny, tmp_path):
