@@ -49,16 +49,58 @@ def _activate(name: str, z: np.ndarray) -> np.ndarray:
     return z
 
 
+def _with_ones(X: np.ndarray) -> np.ndarray:
+    """[X, 1]: the inputs with a column of ones for the bias."""
+    return np.concatenate([X, np.ones((X.shape[0], 1))], axis=1)
+
+
+def _last_axis_max(z: np.ndarray) -> np.ndarray:
+    """max over the last axis, keepdims; a pass per column is faster than a reduce over a short axis."""
+    if z.shape[-1] > 32:
+        return z.max(axis=-1, keepdims=True)
+    m = z[..., 0].copy()
+    for k in range(1, z.shape[-1]):
+        np.maximum(m, z[..., k], out=m)
+    return m[..., None]
+
+
+_GROUP_ELEMENTS = 1 << 19  # activations per group of runs evaluated together (4 MiB of float64)
+_CHUNK = 1 << 16  # elements per chunk: elementwise passes then stay in the L2 cache
+
+
 def _backprop_activation(name: str, a: np.ndarray, grad_a: np.ndarray) -> np.ndarray:
-    """dLoss/dz from dLoss/da and the activation's output a (in place on ``grad_a``)."""
-    if name == "sigmoid":
-        grad_a *= a
-        grad_a *= 1.0 - a
-    elif name == "tanh":
-        grad_a *= 1.0 - a * a
-    elif name == "relu":
-        grad_a *= a > 0.0
+    """dLoss/dz from dLoss/da and the activation's output a, in place on ``grad_a``.
+
+    ``a`` and ``grad_a`` share one memory layout; the work goes in cache-sized chunks of their
+    flat memory, since each derivative takes several passes over arrays larger than the cache.
+    """
+    if name == "identity":
+        return grad_a
+    flat_a, flat_g = _memory_order_flat(a), _memory_order_flat(grad_a)
+    tmp = np.empty(min(_CHUNK, flat_a.size))
+    for start in range(0, flat_a.size, _CHUNK):
+        ca, cg = flat_a[start : start + _CHUNK], flat_g[start : start + _CHUNK]
+        t = tmp[: ca.size]
+        if name == "sigmoid":  # a (1 - a)
+            np.subtract(1.0, ca, out=t)
+            t *= ca
+        elif name == "tanh":  # 1 - a^2
+            np.multiply(ca, ca, out=t)
+            np.subtract(1.0, t, out=t)
+        else:  # relu: 1 where a > 0
+            np.greater(ca, 0.0, out=t)
+        cg *= t
     return grad_a
+
+
+def _memory_order_flat(x: np.ndarray) -> np.ndarray:
+    """A flat view of ``x`` in memory order (``x`` is a C-contiguous array or a transpose of one)."""
+    if x.flags.c_contiguous:
+        return x.reshape(-1)
+    base = x.transpose(1, 0, 2)
+    if not base.flags.c_contiguous:
+        raise AssertionError("activations are kept C-contiguous or as (1, 0, 2) transposes of such")
+    return base.reshape(-1)
 
 
 @dataclass(frozen=True)
@@ -204,7 +246,11 @@ class MLP:
 
     # ------------------------------------------------------------------ forward and backward
     def _forward(self, theta: np.ndarray, X: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-        """Hidden activations (each (R, N, n)) and output pre-activations z (R, N, n_out)."""
+        """Hidden activations (each (R, N, n)) and output pre-activations z (R, N, n_out).
+
+        The first layer's arrays live in "side by side" memory, (N, R, n) transposed to
+        (R, N, n): that is the shape of one matrix product of X against all runs' weights.
+        """
         params = self.unflatten(theta)
         n_runs, n_patterns = theta.shape[0], X.shape[0]
         hidden: list[np.ndarray] = []
@@ -212,12 +258,16 @@ class MLP:
         for i, (W, b) in enumerate(params):
             if i == 0:
                 # All runs see the same X: one matrix product against their weights side by side.
+                # Each run's bias row follows its weights in theta, so [W; b] is one (n_in + 1,
+                # n_out) block and [X, 1] @ [W; b] adds the bias inside the product.
                 lay = self.layers[0]
-                W_side = W.transpose(1, 0, 2).reshape(lay.n_in, n_runs * lay.n_out)
-                z = (X @ W_side).reshape(n_patterns, n_runs, lay.n_out).transpose(1, 0, 2)
+                Wb = theta[:, lay.w_start : lay.end].reshape(n_runs, lay.n_in + 1, lay.n_out)
+                Wb_side = Wb.transpose(1, 0, 2).reshape(lay.n_in + 1, n_runs * lay.n_out)
+                z_side = _with_ones(X) @ Wb_side
+                z = z_side.reshape(n_patterns, n_runs, lay.n_out).transpose(1, 0, 2)
             else:
                 z = np.matmul(a, W)
-            z += b[:, None, :]
+                z += b[:, None, :]
             if i == len(params) - 1:
                 return hidden, z
             a = _activate(self.hidden_activation, z)
@@ -254,15 +304,16 @@ class MLP:
         norm = 1.0 / z.shape[1] if self.reduction == "mean" else 1.0
         delta = None
         if self.loss_name == "cross_entropy":
-            z_max = z.max(axis=2, keepdims=True)
-            shifted = z - z_max
-            e = np.exp(shifted)
-            sum_e = e.sum(axis=2, keepdims=True)
-            log_p = shifted - np.log(sum_e)
-            out = e / sum_e
-            loss = -np.einsum("rnk,nk->r", log_p, Y)
+            shifted = z - _last_axis_max(z)
+            y_sums = Y.sum(axis=1)
+            # -sum_k t_k log p_k = sum_k t_k (log sum_j e^{z_j} - z_k), summed over patterns.
+            target_logits = shifted.reshape(z.shape[0], -1) @ Y.reshape(-1)
+            out = np.exp(shifted, out=shifted)
+            sum_e = out @ np.ones(z.shape[2])
+            loss = np.log(sum_e) @ y_sums - target_logits
+            out /= sum_e[:, :, None]
             if need_delta:
-                delta = out * Y.sum(axis=1)[None, :, None] - Y
+                delta = out - Y if np.all(y_sums == 1.0) else out * y_sums[None, :, None] - Y
         elif self.loss_name == "bce":
             out = expit(z)
             # softplus(z) - t z == -t log(o) - (1 - t) log(1 - o), without overflow.
@@ -303,12 +354,21 @@ class MLP:
         Y = np.asarray(Y, dtype=np.float64)
         if Y.shape != (X.shape[0], self.layer_sizes[-1]):
             raise ValueError(f"Y must have shape ({X.shape[0]}, {self.layer_sizes[-1]}), got {Y.shape}")
+        n_runs = theta.shape[0]
+        # Rows are independent, so large batches go in groups whose activations fit in cache:
+        # the results are the same, and a batch never gets slower than one run at a time.
+        group = max(1, _GROUP_ELEMENTS // (X.shape[0] * max(self.layer_sizes[1:])))
+        loss = np.empty(n_runs)
+        grad = np.empty_like(theta) if need_grad else None
+        out = np.empty((n_runs, X.shape[0], self.layer_sizes[-1]))
         with np.errstate(all="ignore"):
-            hidden, z = self._forward(theta, X)
-            loss, delta, out = self._loss_and_output_delta(z, Y, need_grad)
-            if not need_grad:
-                return loss, None, out
-            return loss, self._backward(theta, X, hidden, delta), out
+            for start in range(0, n_runs, group):
+                rows = slice(start, start + group)
+                hidden, z = self._forward(theta[rows], X)
+                loss[rows], delta, out[rows] = self._loss_and_output_delta(z, Y, need_grad)
+                if need_grad:
+                    grad[rows] = self._backward(theta[rows], X, hidden, delta)
+        return loss, grad, out
 
     def _backward(self, theta: np.ndarray, X: np.ndarray, hidden: list[np.ndarray], delta: np.ndarray) -> np.ndarray:
         n_runs, n_patterns = theta.shape[0], X.shape[0]
@@ -317,15 +377,25 @@ class MLP:
         grad_params = self.unflatten(grad)
         for i in range(len(self.layers) - 1, -1, -1):
             gW, gb = grad_params[i]
-            gb[...] = delta.sum(axis=1)
             if i == 0:
                 lay = self.layers[0]
-                # (n_in, N) @ (N, R * n_out): the transpose of the side-by-side forward product.
+                # [X, 1]^T @ delta side by side: the weight and bias gradients in one product.
                 d_side = delta.transpose(1, 0, 2).reshape(n_patterns, n_runs * lay.n_out)
-                gW[...] = (X.T @ d_side).reshape(lay.n_in, n_runs, lay.n_out).transpose(1, 0, 2)
+                g_side = _with_ones(X).T @ d_side
+                grad[:, lay.w_start : lay.end] = (
+                    g_side.reshape(lay.n_in + 1, n_runs, lay.n_out).transpose(1, 0, 2).reshape(n_runs, -1)
+                )
                 break
+            gb[...] = np.einsum("rnk->rk", delta)
             a_prev = hidden[i - 1]
             gW[...] = np.matmul(a_prev.transpose(0, 2, 1), delta)
-            grad_a = np.matmul(delta, params[i][0].transpose(0, 2, 1))
+            W_t = params[i][0].transpose(0, 2, 1)
+            if i == 1:
+                # Into side-by-side memory, like the first layer's activations, so that the
+                # activation derivative runs over matching layouts and d_side needs no copy.
+                grad_a = np.empty((n_patterns, n_runs, W_t.shape[2])).transpose(1, 0, 2)
+                np.matmul(delta, W_t, out=grad_a)
+            else:
+                grad_a = np.matmul(delta, W_t)
             delta = _backprop_activation(self.hidden_activation, a_prev, grad_a)
         return grad
