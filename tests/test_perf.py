@@ -1,0 +1,39 @@
+"""The perf command's baselines: the one-run loop is an independent implementation of the engine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import datasets
+from bench import perf
+from bench.runner import run_cell
+
+
+@pytest.mark.parametrize(("name", "runs", "epochs"), [("xor", 5, 60), ("digits", 2, 4)])
+def test_engine_matches_the_plain_one_run_loop(name, runs, epochs):
+    cell = perf.workload_cell(name, runs, epochs)
+    table, _ = run_cell(cell)
+    assert (table["epochs"] == epochs).all()  # success is off: every run does every epoch
+    w = perf.WORKLOADS[name]
+    data = datasets.load(w["dataset"])
+    for r in range(runs):
+        plain = perf.plain_momentum(
+            table["theta_initial"][r],
+            cell.dataset.layer_sizes(),
+            data.X_train,
+            data.Y_train,
+            w["activation"],
+            data.output_activation,
+            epochs,
+            w["learning_rate"],
+            w["momentum"],
+            w["reduction"] == "mean",
+        )
+        np.testing.assert_allclose(table["theta_final"][r], plain, rtol=0, atol=1e-10)
+
+
+def test_perf_quick_prints_every_ratio(capsys):
+    assert perf.main(quick=True) == 0
+    text = capsys.readouterr().out
+    assert "GFLOP/s" in text and text.count("ratio") == 6 and "% of peak" in text
