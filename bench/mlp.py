@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import expit
 
 HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
 OUTPUT_LOSS_PAIRS = {
@@ -38,10 +37,23 @@ INIT_SCHEMES = ("uniform", "glorot", "he")
 REDUCTIONS = ("sum", "mean")
 
 
+def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """The logistic function as (1 + tanh(z / 2)) / 2.
+
+    Stable at any |z| like ``scipy.special.expit`` (no overflow, no warning), within 3e-16 of it
+    absolutely, and about 2.5x faster, since numpy's tanh is vectorized.
+    """
+    out = np.multiply(z, 0.5, out=out)
+    np.tanh(out, out=out)
+    out *= 0.5
+    out += 0.5
+    return out
+
+
 def _activate(name: str, z: np.ndarray) -> np.ndarray:
     """Apply a hidden activation to pre-activations ``z`` in place and return it."""
     if name == "sigmoid":
-        return expit(z, out=z)
+        return sigmoid(z, out=z)
     if name == "tanh":
         return np.tanh(z, out=z)
     if name == "relu":
@@ -64,6 +76,18 @@ def _last_axis_max(z: np.ndarray) -> np.ndarray:
     return m[..., None]
 
 
+def _stacked_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """a @ b for stacks of per-run matrices, (R, n, k) @ (R, k, m).
+
+    Tiny per-run products (the XOR-sized networks) run faster through einsum's loop than
+    through one BLAS call per run; the choice depends on the per-run shapes only, never on R,
+    so a row computes the same in a batch of any size.
+    """
+    if a.shape[1] * a.shape[2] * b.shape[2] <= 64:
+        return np.einsum("rnk,rkm->rnm", a, b, out=out, order="C")
+    return np.matmul(a, b, out=out)
+
+
 _GROUP_ELEMENTS = 1 << 19  # activations per group of runs evaluated together (4 MiB of float64)
 _CHUNK = 1 << 16  # elements per chunk: elementwise passes then stay in the L2 cache
 
@@ -76,6 +100,8 @@ def _backprop_activation(name: str, a: np.ndarray, grad_a: np.ndarray) -> np.nda
     """
     if name == "identity":
         return grad_a
+    if any(sa != sg for sa, sg, n in zip(a.strides, grad_a.strides, a.shape) if n > 1):
+        raise AssertionError("activations and their gradients must share one memory layout")
     flat_a, flat_g = _memory_order_flat(a), _memory_order_flat(grad_a)
     tmp = np.empty(min(_CHUNK, flat_a.size))
     for start in range(0, flat_a.size, _CHUNK):
@@ -245,14 +271,16 @@ class MLP:
         return theta
 
     # ------------------------------------------------------------------ forward and backward
-    def _forward(self, theta: np.ndarray, X: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    def _forward(self, theta: np.ndarray, X1: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
         """Hidden activations (each (R, N, n)) and output pre-activations z (R, N, n_out).
+
+        X1 is [X, 1], the inputs with a column of ones.
 
         The first layer's arrays live in "side by side" memory, (N, R, n) transposed to
         (R, N, n): that is the shape of one matrix product of X against all runs' weights.
         """
         params = self.unflatten(theta)
-        n_runs, n_patterns = theta.shape[0], X.shape[0]
+        n_runs, n_patterns = theta.shape[0], X1.shape[0]
         hidden: list[np.ndarray] = []
         a = None
         for i, (W, b) in enumerate(params):
@@ -263,10 +291,10 @@ class MLP:
                 lay = self.layers[0]
                 Wb = theta[:, lay.w_start : lay.end].reshape(n_runs, lay.n_in + 1, lay.n_out)
                 Wb_side = Wb.transpose(1, 0, 2).reshape(lay.n_in + 1, n_runs * lay.n_out)
-                z_side = _with_ones(X) @ Wb_side
+                z_side = X1 @ Wb_side
                 z = z_side.reshape(n_patterns, n_runs, lay.n_out).transpose(1, 0, 2)
             else:
-                z = np.matmul(a, W)
+                z = _stacked_matmul(a, W)
                 z += b[:, None, :]
             if i == len(params) - 1:
                 return hidden, z
@@ -276,7 +304,7 @@ class MLP:
 
     def _output(self, z: np.ndarray) -> np.ndarray:
         if self.output_activation == "sigmoid":
-            return expit(z)
+            return sigmoid(z)
         if self.output_activation == "softmax":
             e = np.exp(z - z.max(axis=2, keepdims=True))
             e /= e.sum(axis=2, keepdims=True)
@@ -288,7 +316,7 @@ class MLP:
         theta = self._check_theta(theta)
         X = self._check_inputs(X)
         with np.errstate(all="ignore"):
-            _, z = self._forward(theta, X)
+            _, z = self._forward(theta, _with_ones(X))
             return self._output(z)
 
     def _check_inputs(self, X: np.ndarray) -> np.ndarray:
@@ -315,13 +343,13 @@ class MLP:
             if need_delta:
                 delta = out - Y if np.all(y_sums == 1.0) else out * y_sums[None, :, None] - Y
         elif self.loss_name == "bce":
-            out = expit(z)
+            out = sigmoid(z)
             # softplus(z) - t z == -t log(o) - (1 - t) log(1 - o), without overflow.
             loss = (np.logaddexp(0.0, z) - z * Y).sum(axis=(1, 2))
             if need_delta:
                 delta = out - Y
         else:
-            out = expit(z) if self.output_activation == "sigmoid" else z
+            out = sigmoid(z) if self.output_activation == "sigmoid" else z
             err = out - Y
             loss = 0.5 * np.einsum("rnk,rnk->r", err, err)
             if need_delta:
@@ -355,23 +383,29 @@ class MLP:
         if Y.shape != (X.shape[0], self.layer_sizes[-1]):
             raise ValueError(f"Y must have shape ({X.shape[0]}, {self.layer_sizes[-1]}), got {Y.shape}")
         n_runs = theta.shape[0]
+        X1 = _with_ones(X)
         # Rows are independent, so large batches go in groups whose activations fit in cache:
         # the results are the same, and a batch never gets slower than one run at a time.
         group = max(1, _GROUP_ELEMENTS // (X.shape[0] * max(self.layer_sizes[1:])))
+        if group >= n_runs:
+            with np.errstate(all="ignore"):
+                hidden, z = self._forward(theta, X1)
+                loss, delta, out = self._loss_and_output_delta(z, Y, need_grad)
+                return loss, self._backward(theta, X1, hidden, delta) if need_grad else None, out
         loss = np.empty(n_runs)
         grad = np.empty_like(theta) if need_grad else None
         out = np.empty((n_runs, X.shape[0], self.layer_sizes[-1]))
         with np.errstate(all="ignore"):
             for start in range(0, n_runs, group):
                 rows = slice(start, start + group)
-                hidden, z = self._forward(theta[rows], X)
+                hidden, z = self._forward(theta[rows], X1)
                 loss[rows], delta, out[rows] = self._loss_and_output_delta(z, Y, need_grad)
                 if need_grad:
-                    grad[rows] = self._backward(theta[rows], X, hidden, delta)
+                    grad[rows] = self._backward(theta[rows], X1, hidden, delta)
         return loss, grad, out
 
-    def _backward(self, theta: np.ndarray, X: np.ndarray, hidden: list[np.ndarray], delta: np.ndarray) -> np.ndarray:
-        n_runs, n_patterns = theta.shape[0], X.shape[0]
+    def _backward(self, theta: np.ndarray, X1: np.ndarray, hidden: list[np.ndarray], delta: np.ndarray) -> np.ndarray:
+        n_runs, n_patterns = theta.shape[0], X1.shape[0]
         params = self.unflatten(theta)
         grad = np.empty_like(theta)
         grad_params = self.unflatten(grad)
@@ -381,21 +415,21 @@ class MLP:
                 lay = self.layers[0]
                 # [X, 1]^T @ delta side by side: the weight and bias gradients in one product.
                 d_side = delta.transpose(1, 0, 2).reshape(n_patterns, n_runs * lay.n_out)
-                g_side = _with_ones(X).T @ d_side
+                g_side = X1.T @ d_side
                 grad[:, lay.w_start : lay.end] = (
                     g_side.reshape(lay.n_in + 1, n_runs, lay.n_out).transpose(1, 0, 2).reshape(n_runs, -1)
                 )
                 break
             gb[...] = np.einsum("rnk->rk", delta)
             a_prev = hidden[i - 1]
-            gW[...] = np.matmul(a_prev.transpose(0, 2, 1), delta)
+            gW[...] = _stacked_matmul(a_prev.transpose(0, 2, 1), delta)
             W_t = params[i][0].transpose(0, 2, 1)
             if i == 1:
                 # Into side-by-side memory, like the first layer's activations, so that the
                 # activation derivative runs over matching layouts and d_side needs no copy.
                 grad_a = np.empty((n_patterns, n_runs, W_t.shape[2])).transpose(1, 0, 2)
-                np.matmul(delta, W_t, out=grad_a)
+                _stacked_matmul(delta, W_t, out=grad_a)
             else:
-                grad_a = np.matmul(delta, W_t)
+                grad_a = _stacked_matmul(delta, W_t)
             delta = _backprop_activation(self.hidden_activation, a_prev, grad_a)
         return grad

@@ -22,7 +22,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import LogFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from bench.analysis import convergence_table, summary  # noqa: E402
 
@@ -91,8 +91,11 @@ def _log_loss_axis(ax: Axes, which: str) -> None:
     """
     getattr(ax, f"set_{which}scale")("log")
     axis = ax.xaxis if which == "x" else ax.yaxis
-    axis.set_major_formatter(LogFormatter())
-    axis.set_minor_formatter(LogFormatter())
+    # Labelled ticks at 1, 2, 3 and 5 times powers of ten, formatted plainly; other minor
+    # ticks unlabelled, so narrow ranges never crowd the axis with identical labels.
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.2g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _optimizer_facets(runs: pd.DataFrame, title: str) -> tuple[Figure, list[Axes], list[str], list[str]]:

@@ -31,6 +31,7 @@ class Problem:
         self.init_scheme, self.init_scale = init, init_scale
         self.loss_evals = np.zeros(n_runs, dtype=np.int64)
         self.grad_evals = np.zeros(n_runs, dtype=np.int64)
+        self._all: ProblemView | None = None
 
     @property
     def cost(self) -> np.ndarray:
@@ -39,7 +40,11 @@ class Problem:
 
     def view(self, rows: np.ndarray | None = None) -> ProblemView:
         """The problem as seen by the runs ``rows`` (all runs if None)."""
-        return ProblemView(self, np.arange(self.n_runs) if rows is None else np.asarray(rows))
+        if rows is None:
+            if self._all is None:
+                self._all = ProblemView(self, np.arange(self.n_runs))
+            return self._all
+        return ProblemView(self, np.asarray(rows))
 
     # ---------------------------------------------------------------- free observation
     def per_pattern_loss(self, loss: np.ndarray) -> np.ndarray:
@@ -89,6 +94,15 @@ class ProblemView:
     @property
     def n_params(self) -> int:
         return self.net.n_params
+
+    @property
+    def cost(self) -> np.ndarray:
+        """Cost units spent so far by this view's runs, (R,)."""
+        return self.problem.cost[self.rows]
+
+    def subview(self, index: np.ndarray) -> ProblemView:
+        """The view of some of this view's runs (``index`` into them)."""
+        return ProblemView(self.problem, self.rows[index])
 
     def draw(self, rng: np.random.Generator, count: int) -> np.ndarray:
         """``count`` fresh parameter rows (count, P) from the model's init distribution (free)."""

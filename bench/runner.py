@@ -101,23 +101,25 @@ def _run_batch(cell: Cell, runs: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]
     cost_to_success = np.full(n, np.nan)
     wall = np.full(n, np.nan)
     marks = checkpoint_marks(budget, cell.config.record.checkpoints, cell.config.record.spacing)
-    next_mark = np.zeros(n, dtype=np.int64)
+    next_mark = np.full(n, marks[0])  # cost at which each run's next curve point is due
     curve: list[dict[str, np.ndarray]] = []
     active = np.ones(n, dtype=bool)
 
     while True:
         rows = np.flatnonzero(active)
-        sub = state if len(rows) == n else tree_take(state, rows)
-        cost = problem.cost[rows].astype(np.float64)
+        every = len(rows) == n
+        sel = slice(None) if every else rows  # indexes the per-run arrays (a slice is cheaper)
+        sub = state if every else tree_take(state, rows)
+        cost = problem.cost[sel].astype(np.float64)
         loss = sub.loss
-        best[rows] = np.fmin(best[rows], loss)
-        reference[rows], since[rows] = stagnation_update(reference[rows], since[rows], best[rows], cost, stop.min_delta)
+        best[sel] = np.fmin(best[sel], loss)
+        reference[sel], since[sel] = stagnation_update(reference[sel], since[sel], best[sel], cost, stop.min_delta)
         diverged = ~np.isfinite(loss)
         solved = ~diverged & problem.solved(sub.theta, loss, getattr(sub, "out", None))
-        stalled = cost - since[rows] >= stop.patience * budget
+        stalled = cost - since[sel] >= stop.patience * budget
         halt = solved | diverged | (stop.stagnation & stalled) | (cost + opt.max_step_cost > budget)
 
-        due = halt | (next_mark[rows] < len(marks)) & (cost >= marks[np.minimum(next_mark[rows], len(marks) - 1)])
+        due = halt | (cost >= next_mark[sel])
         if due.any():
             take = rows[due]
             out = getattr(sub, "out", None)
@@ -131,7 +133,8 @@ def _run_batch(cell: Cell, runs: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]
                     "train_accuracy": problem.accuracy(sub.theta[due], "train", None if out is None else out[due]),
                 }
             )
-            next_mark[take] = np.searchsorted(marks, cost[due], side="right")
+            after = np.searchsorted(marks, cost[due], side="right")
+            next_mark[take] = np.where(after < len(marks), marks[np.minimum(after, len(marks) - 1)], np.inf)
 
         if halt.any():
             done = rows[halt]
@@ -145,7 +148,7 @@ def _run_batch(cell: Cell, runs: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]
         if not len(go):
             break
         if len(go) == n:
-            state = opt.step(state, problem.view(go))
+            state = opt.step(state, problem.view())
         else:
             state = tree_put(state, go, opt.step(tree_take(state, go), problem.view(go)))
         epochs[go] += 1

@@ -223,6 +223,8 @@ class LearningRate(Clipping):
 
     def rate(self, count: np.ndarray) -> np.ndarray:
         """Learning rate per run at update ``count`` (R,), as an (R, 1) column."""
+        if self.schedule == "constant" and np.ndim(self.learning_rate) == 0:
+            return np.full((count.shape[0], 1), self.learning_rate)
         t = count.astype(np.float64)
         lr, gamma, k = (
             np.asarray(x, dtype=np.float64) for x in (self.learning_rate, self.decay_rate, self.decay_steps)

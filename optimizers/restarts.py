@@ -1,0 +1,130 @@
+"""Random restarts around any optimizer in the registry.
+
+A run trains with its base optimizer; when the current attempt stagnates (its loss has not fallen
+by a relative ``min_delta`` for ``patience`` cost units) or diverges, while the run is not yet
+solved, it starts again from fresh random weights drawn from the model's init distribution with
+the run's own restart stream.  All attempts share the run's budget.  The run reports the best
+point of all its attempts (the incumbent), so its loss never gets worse.
+
+In the batched engine a restart is a per-row reset: the restarting rows get new weights and a
+freshly initialized base state (one batched ``init`` for all of them), the others go on.
+
+The row of a run records ``restarts`` (how many times it restarted) and ``restart_cost`` (the
+cost at which the attempt that produced its reported point began: for a solved run, the solving
+restart).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from bench.problem import ProblemView
+from optimizers.base import SettingError, check_range, settings_from_dict, tree_put
+from optimizers.protocol import stagnation_update
+from optimizers.registry import OPTIMIZERS, register_direct
+
+NOT_WRAPPABLE = ("restarts", "random_search")
+
+
+@dataclasses.dataclass(frozen=True)
+class RestartSettings:
+    """``base`` optimizer and its ``base_settings``; restart after ``patience`` cost units
+    without a relative improvement of ``min_delta``."""
+
+    base: str = "gd"
+    base_settings: dict = dataclasses.field(default_factory=dict)
+    patience: float = 1000.0
+    min_delta: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.base in NOT_WRAPPABLE or self.base not in OPTIMIZERS:
+            choices = [n for n in OPTIMIZERS.names() if n not in NOT_WRAPPABLE]
+            raise SettingError("base", f"base must be one of {', '.join(choices)}, got {self.base!r}")
+        try:
+            self.base_optimizer_settings()
+        except ValueError as exc:
+            raise SettingError("base_settings", f"base_settings for {self.base}: {exc}") from None
+        check_range("patience", self.patience, 0, None, low_open=True)
+        check_range("min_delta", self.min_delta, 0, 1, high_open=True)
+
+    def base_optimizer_settings(self) -> Any:
+        return settings_from_dict(OPTIMIZERS.get(self.base).settings, self.base_settings)
+
+
+class RestartState(NamedTuple):
+    theta: np.ndarray  # (R, P) best point of all attempts (the incumbent)
+    loss: np.ndarray  # (R,) its loss
+    inner: Any  # the base optimizer's state for the current attempt
+    reference: np.ndarray  # (R,) loss at the attempt's last real improvement
+    since: np.ndarray  # (R,) cost at that improvement
+    attempt_start: np.ndarray  # (R,) cost at which the current attempt began
+    restart_cost: np.ndarray  # (R,) cost at which the incumbent's attempt began
+    restarts: np.ndarray  # (R,) restarts so far
+    rngs: np.ndarray  # (R,) object: each run's restart stream
+
+
+@register_direct("restarts", RestartSettings, "random restarts around any optimizer, on stagnation or divergence")
+class Restarts:
+    """Random restarts (see the module docstring)."""
+
+    stream = "restarts"  # the same restart weights whatever the base: paired comparisons
+
+    def __init__(self, settings: RestartSettings) -> None:
+        import optimizers
+
+        self.settings = settings
+        self.base = optimizers.build(settings.base, settings.base_optimizer_settings())
+        self.init_cost = self.base.init_cost
+        self.max_step_cost = self.base.max_step_cost + self.base.init_cost
+
+    def init(self, theta0: np.ndarray, problem: ProblemView, rngs: np.ndarray) -> RestartState:
+        start = problem.cost.astype(np.float64)
+        inner = self.base.init(theta0, problem, rngs)
+        cost = problem.cost.astype(np.float64)
+        n = theta0.shape[0]
+        return RestartState(
+            theta=inner.theta,
+            loss=inner.loss,
+            inner=inner,
+            reference=inner.loss.copy(),
+            since=cost,
+            attempt_start=start,
+            restart_cost=start,
+            restarts=np.zeros(n, dtype=np.int64),
+            rngs=rngs,
+        )
+
+    def step(self, state: RestartState, problem: ProblemView) -> RestartState:
+        inner = self.base.step(state.inner, problem)
+        cost = problem.cost.astype(np.float64)
+        reference, since = stagnation_update(state.reference, state.since, inner.loss, cost, self.settings.min_delta)
+        restart = ~np.isfinite(inner.loss) | (cost - since >= self.settings.patience)
+        attempt_start, restarts = state.attempt_start, state.restarts
+        if restart.any():
+            idx = np.flatnonzero(restart)
+            fresh = np.concatenate([problem.draw(state.rngs[i], 1) for i in idx])
+            new_inner = self.base.init(fresh, problem.subview(idx), state.rngs[idx])
+            inner = tree_put(inner, idx, new_inner)
+            reference, since = reference.copy(), since.copy()
+            attempt_start, restarts = attempt_start.copy(), restarts.copy()
+            reference[idx], since[idx] = new_inner.loss, problem.cost[idx]
+            attempt_start[idx] = cost[idx]
+            restarts[idx] += 1
+        better = inner.loss < state.loss  # NaN and inf never replace the incumbent
+        return RestartState(
+            theta=np.where(better[:, None], inner.theta, state.theta),
+            loss=np.where(better, inner.loss, state.loss),
+            inner=inner,
+            reference=reference,
+            since=since,
+            attempt_start=attempt_start,
+            restart_cost=np.where(better, attempt_start, state.restart_cost),
+            restarts=restarts,
+            rngs=state.rngs,
+        )
+
+    def extra_columns(self, state: RestartState) -> dict[str, np.ndarray]:
+        return {"restarts": state.restarts, "restart_cost": state.restart_cost}
