@@ -250,24 +250,27 @@ class MLP:
         if not scale > 0:
             raise ValueError(f"init scale must be > 0, got {scale}")
         if isinstance(rng, np.random.Generator):
-            rngs: Sequence[np.random.Generator] = [rng] * n_runs
-        else:
-            rngs = list(rng)
-            if len(rngs) != n_runs:
-                raise ValueError(f"got {len(rngs)} generators for {n_runs} runs; pass one per run")
-        theta = np.zeros((n_runs, self.n_params))
+            return self._draw(rng, n_runs, scheme, scale)
+        rngs = list(rng)
+        if len(rngs) != n_runs:
+            raise ValueError(f"got {len(rngs)} generators for {n_runs} runs; pass one per run")
+        theta = np.empty((n_runs, self.n_params))
         for r, gen in enumerate(rngs):
-            if scheme == "uniform":
-                theta[r] = gen.uniform(-scale, scale, size=self.n_params)
-                continue
-            for lay in self.layers:
-                n_w = lay.n_in * lay.n_out
-                if scheme == "glorot":
-                    a = scale * np.sqrt(6.0 / (lay.n_in + lay.n_out))
-                    w = gen.uniform(-a, a, size=n_w)
-                else:
-                    w = gen.normal(0.0, scale * np.sqrt(2.0 / lay.n_in), size=n_w)
-                theta[r, lay.w_start : lay.b_start] = w
+            theta[r] = self._draw(gen, 1, scheme, scale)[0]
+        return theta
+
+    def _draw(self, gen: np.random.Generator, n_rows: int, scheme: str, scale: float) -> np.ndarray:
+        """``n_rows`` parameter rows from one generator, layer by layer."""
+        if scheme == "uniform":
+            return gen.uniform(-scale, scale, size=(n_rows, self.n_params))
+        theta = np.zeros((n_rows, self.n_params))
+        for lay in self.layers:
+            size = (n_rows, lay.n_in * lay.n_out)
+            if scheme == "glorot":
+                a = scale * np.sqrt(6.0 / (lay.n_in + lay.n_out))
+                theta[:, lay.w_start : lay.b_start] = gen.uniform(-a, a, size=size)
+            else:
+                theta[:, lay.w_start : lay.b_start] = gen.normal(0.0, scale * np.sqrt(2.0 / lay.n_in), size=size)
         return theta
 
     # ------------------------------------------------------------------ forward and backward

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from optimizers import gd, momentum, rprop  # noqa: F401  (registers the rules)
+from optimizers import gd, genetic, momentum, random_search, restarts, rprop  # noqa: F401  (registers them)
 from optimizers.base import settings_from_dict
 from optimizers.registry import OPTIMIZERS, OptimizerEntry
 

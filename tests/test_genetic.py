@@ -1,0 +1,250 @@
+"""The genetic algorithm: DEAP's operators vectorized, batched evaluation, elitism, reproducibility."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from deap import tools
+
+import datasets
+import optimizers
+from bench.config import from_dict
+from bench.mlp import MLP
+from bench.problem import Problem
+from bench.runner import run_cell
+from optimizers.genetic import (
+    GASettings,
+    GeneticAlgorithm,
+    cx_blend,
+    cx_simulated_binary,
+    evaluate_invalid,
+    mut_gaussian,
+)
+
+# Tuned for XOR 2-2-1 (see test_ga_solves_xor_with_the_runner): less extrapolating blends and more
+# mutated genes keep the population from saturating into the E = 0.25 attractor.
+XOR_SETTINGS = {"gene_probability": 0.5, "blend_alpha": 0.1}
+
+
+def run_generators(runs) -> list[np.random.Generator]:
+    return [np.random.default_rng(np.random.SeedSequence(0, spawn_key=(r,))) for r in runs]
+
+
+def xor_problem(n_runs: int) -> Problem:
+    return Problem(datasets.load("xor"), MLP([2, 2, 1]), n_runs, "uniform", 0.5)
+
+
+def start(runs) -> np.ndarray:
+    """Each run's common start, from its own stream (independent of the batch)."""
+    return MLP([2, 2, 1]).init([np.random.default_rng([99, r]) for r in runs], len(runs), "uniform", 0.5)
+
+
+def evolve(runs, generations: int, **settings) -> tuple[GeneticAlgorithm, list, Problem]:
+    """Run ``runs`` as one batch; returns the optimizer, the states after every generation, the problem."""
+    ga = GeneticAlgorithm(GASettings(**settings))
+    problem = xor_problem(len(runs))
+    state = ga.init(start(runs), problem.view(), np.array(run_generators(runs), dtype=object))
+    states = [state]
+    for _ in range(generations):
+        state = ga.step(state, problem.view())
+        states.append(state)
+    return ga, states, problem
+
+
+# ---------------------------------------------------------------------------- settings
+
+
+def test_defaults_and_registration():
+    s = GASettings()
+    assert (s.population_size, s.crossover_probability, s.mutation_probability, s.mutation_sigma) == (50, 0.7, 0.3, 0.3)
+    assert (s.gene_probability, s.tournament_size, s.elite_count, s.crossover) == (0.2, 3, 2, "blend")
+    assert (s.blend_alpha, s.sbx_eta) == (0.5, 15.0)
+    entry = optimizers.OPTIMIZERS.get("ga")
+    assert entry.kind == "direct" and entry.settings is GASettings
+    ga = optimizers.build("ga", optimizers.make_settings("ga", population_size=30))
+    assert isinstance(ga, GeneticAlgorithm)
+    assert (ga.init_cost, ga.max_step_cost, ga.stream) == (30, 30, "ga")
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"crossover_probability": 1.3}, "crossover_probability must be in [0, 1], got 1.3"),
+        ({"mutation_probability": -0.1}, "mutation_probability must be in [0, 1], got -0.1"),
+        ({"population_size": 1}, "population_size must be in [2, inf), got 1"),
+        ({"mutation_sigma": 0.0}, "mutation_sigma must be in (0, inf), got 0.0"),
+        ({"gene_probability": 0.0}, "gene_probability must be in (0, 1], got 0.0"),
+        ({"tournament_size": 1}, "tournament_size must be in [2, 50], got 1"),
+        ({"population_size": 10, "tournament_size": 11}, "tournament_size must be in [2, 10], got 11"),
+        ({"elite_count": 50}, "elite_count must be in [0, 50), got 50"),
+        ({"elite_count": -1}, "elite_count must be in [0, 50), got -1"),
+        ({"blend_alpha": -0.5}, "blend_alpha must be in [0, inf), got -0.5"),
+        ({"sbx_eta": -1.0}, "sbx_eta must be in [0, inf), got -1.0"),
+        ({"crossover": "blx"}, "crossover must be one of 'blend', 'sbx', got 'blx'"),
+        ({"population_size": 50.0}, "population_size must be an integer, got 50.0"),
+        ({"mutation_sigma": np.array([0.1, 0.2])}, "mutation_sigma must be a single number for ga"),
+    ],
+)
+def test_bad_settings_are_refused_with_the_value(settings, message):
+    with pytest.raises(ValueError) as info:
+        GASettings(**settings)
+    assert str(info.value).startswith(message)
+
+
+def test_config_refuses_a_float_population_size():
+    with pytest.raises(ValueError, match="population_size"):
+        optimizers.make_settings("ga", population_size=2.5)
+
+
+# ---------------------------------------------------------------------------- operators
+
+
+def test_vectorized_operators_equal_deaps_on_the_same_draws():
+    """Replay DEAP's per-gene ``random`` draws into the vectorized operators: same children."""
+    rng = np.random.default_rng(1)
+    x1, x2 = rng.normal(size=7), rng.normal(size=7)
+    for deap_op, ours, kwargs in (
+        (tools.cxBlend, cx_blend, {"alpha": 0.5}),
+        (tools.cxSimulatedBinary, cx_simulated_binary, {"eta": 15.0}),
+    ):
+        random.seed(4)
+        expected = deap_op(list(x1), list(x2), *kwargs.values())
+        random.seed(4)
+        u = np.array([random.random() for _ in x1])
+        got = ours(x1[None], x2[None], u[None], **kwargs)
+        np.testing.assert_allclose(np.concatenate(got), np.array(expected), rtol=0, atol=1e-12)
+
+    random.seed(5)
+    (expected,) = tools.mutGaussian(list(x1), mu=0.0, sigma=0.3, indpb=0.4)
+    random.seed(5)
+    mask, z = np.zeros(7, dtype=bool), np.zeros(7)
+    for j in range(7):  # mutGaussian draws random() per gene, then gauss() for a mutated one
+        if random.random() < 0.4:
+            mask[j], z[j] = True, random.gauss(0.0, 0.3) / 0.3
+    assert 0 < mask.sum() < 7
+    got = mut_gaussian(x1[None], mask[None], z[None], mu=0.0, sigma=0.3)[0]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(got[~mask], x1[~mask])
+
+
+def test_batched_evaluator_equals_one_row_at_a_time():
+    data, net = datasets.load("xor"), MLP([2, 2, 1])
+    rng = np.random.default_rng(2)
+    population = rng.normal(scale=3.0, size=(4, 6, net.n_params))
+    invalid = rng.random((4, 6)) < 0.6
+    known = rng.random((4, 6))
+    problem = Problem(data, net, 4)
+    fitness = evaluate_invalid(problem.view(), population, known, invalid)
+    for r in range(4):
+        for i in range(6):
+            expected = net.loss(population[r, i][None], data.X_train, data.Y_train)[0] if invalid[r, i] else known[r, i]
+            np.testing.assert_allclose(fitness[r, i], expected, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(problem.loss_evals, invalid.sum(axis=1))  # one unit per evaluated individual
+    assert (problem.grad_evals == 0).all()
+
+
+# ---------------------------------------------------------------------------- the algorithm
+
+
+def test_init_charges_one_population_and_starts_from_theta0():
+    ga, (state,), problem = evolve(range(3), 0, population_size=12)
+    np.testing.assert_array_equal(problem.cost, [12, 12, 12])
+    np.testing.assert_array_equal(state.population[:, 0], start(range(3)))
+    assert state.population.shape == (3, 12, 9) and state.fitness.shape == (3, 12)
+    np.testing.assert_array_equal(state.loss, state.fitness.min(axis=1))
+    best = state.fitness.argmin(axis=1)
+    np.testing.assert_array_equal(state.theta, state.population[np.arange(3), best])
+    for logbook in state.logbook:
+        assert logbook.select("gen", "nevals") == ([0], [12])
+
+
+def test_best_loss_never_increases_and_elites_survive():
+    ga, states, problem = evolve(range(5), 60, population_size=20, elite_count=2)
+    losses = np.stack([s.loss for s in states])  # (generations + 1, R)
+    assert (np.diff(losses, axis=0) <= 0).all()
+    assert (losses[-1] < losses[0]).all()  # and it does improve
+    for before, after in zip(states[:-1], states[1:]):
+        assert (after.fitness.min(axis=1) <= before.loss).all()
+        for r in range(5):  # the elite: last generation's best-ever individual is in the new population
+            assert (after.population[r] == before.theta[r]).all(axis=1).any()
+    final = states[-1]
+    data, net = problem.data, problem.net
+    np.testing.assert_array_equal(final.loss, net.loss(final.theta, data.X_train, data.Y_train))
+    np.testing.assert_array_equal(final.evaluations, problem.loss_evals)
+    assert (problem.cost <= 20 * 61).all() and (final.generation == 60).all()
+    for r, logbook in enumerate(final.logbook):
+        assert logbook.select("gen") == list(range(61))
+        assert sum(logbook.select("nevals")) == problem.loss_evals[r]
+        assert logbook[-1]["min"] == final.fitness[r].min() and logbook[-1]["max"] == final.fitness[r].max()
+    columns = ga.extra_columns(final)
+    np.testing.assert_array_equal(columns["generations"], [60] * 5)
+    np.testing.assert_array_equal(columns["evaluations"], problem.loss_evals)
+
+
+@pytest.mark.parametrize("crossover", ["blend", "sbx"])
+def test_results_do_not_depend_on_batching_or_order(crossover):
+    runs = list(range(6))
+    _, batch, _ = evolve(runs, 25, population_size=16, crossover=crossover)
+    _, again, _ = evolve(runs, 25, population_size=16, crossover=crossover)
+    _, reverse, _ = evolve(runs[::-1], 25, population_size=16, crossover=crossover)
+    for r in runs:
+        _, alone, _ = evolve([r], 25, population_size=16, crossover=crossover)
+        for other, row in ((batch, r), (again, r), (reverse, 5 - r)):
+            np.testing.assert_array_equal(other[-1].theta[row], alone[-1].theta[0])
+            np.testing.assert_array_equal(other[-1].loss[row], alone[-1].loss[0])
+            np.testing.assert_array_equal(other[-1].population[row], alone[-1].population[0])
+    assert len({tuple(t) for t in batch[-1].theta}) == 6  # the runs differ from each other
+
+
+def test_step_restores_the_callers_random_state_and_keeps_its_inputs():
+    ga = GeneticAlgorithm(GASettings(population_size=10))
+    problem = xor_problem(2)
+    state = ga.init(start(range(2)), problem.view(), np.array(run_generators(range(2)), dtype=object))
+    population, fitness, saved = state.population.copy(), state.fitness.copy(), state.random_state.copy()
+    random.seed(123)
+    expected = random.getstate()
+    ga.step(state, problem.view())
+    assert random.getstate() == expected
+    np.testing.assert_array_equal(state.population, population)
+    np.testing.assert_array_equal(state.fitness, fitness)
+    assert all(a is b for a, b in zip(state.random_state, saved))
+
+
+def test_ga_solves_xor_with_the_runner():
+    doc = {
+        "experiment": {"name": "t", "seed": 0, "runs": 10, "budget": 40000},
+        "datasets": [{"name": "xor"}],
+        "optimizers": [{"name": "ga", **XOR_SETTINGS}],
+    }
+    (cell,) = from_dict(doc).cells()
+    runs, curves = run_cell(cell)
+    assert (runs["status"] == "solved").sum() >= 7
+    assert (runs["cost"] <= 40000).all()
+    assert (runs["loss_evals"] == runs["evaluations"]).all() and (runs["grad_evals"] == 0).all()
+    assert (runs["cost"] == runs["loss_evals"]).all()  # one unit per evaluated individual
+    assert (runs["cost"] <= 50 * (runs["generations"] + 1)).all()  # only changed individuals are evaluated
+    assert (runs["epochs"] == runs["generations"]).all()
+    for _, points in curves.groupby("run"):
+        assert (np.diff(points["best_loss"]) <= 0).all()
+        assert (np.diff(points["loss"]) <= 0).all()  # the incumbent is the best ever
+        assert points["cost"].iloc[0] == 50  # the first population
+    solved = runs[runs["status"] == "solved"]
+    assert (solved["cost_to_success"] == solved["cost"]).all()
+    assert (solved["train_accuracy"] == 1.0).all()
+
+
+def test_runner_results_do_not_depend_on_batch_size():
+    doc = {
+        "experiment": {"name": "t", "seed": 1, "runs": 5, "budget": 1500},
+        "datasets": [{"name": "xor"}],
+        "optimizers": [{"name": "ga", "population_size": 10}],
+    }
+    (cell,) = from_dict(doc).cells()
+    runs, curves = run_cell(cell)
+    runs_b, curves_b = run_cell(cell, batch=2)
+    drop = ["wall_time"]
+    for column in runs.columns.drop(drop):
+        assert runs[column].astype(str).tolist() == runs_b[column].astype(str).tolist(), column
+    assert curves.equals(curves_b)
