@@ -43,10 +43,17 @@ def optimizer_palette(optimizers: Iterable[str]) -> Palette:
     Returns
     -------
     dict
-        Label -> RGB tuple; tab10 for up to ten labels, evenly spaced hues beyond.
+        Label -> RGB tuple: tab10 for up to ten labels; up to 20, tab10 followed by the light
+        halves of tab20 (distinct where evenly spaced hues would give look-alike greens);
+        evenly spaced hues beyond.
     """
     labels = list(dict.fromkeys(optimizers))
-    colours = sns.color_palette("tab10" if len(labels) <= 10 else "husl", len(labels))
+    if len(labels) <= 10:
+        colours = sns.color_palette("tab10", len(labels))
+    elif len(labels) <= 20:
+        colours = (sns.color_palette("tab10", 10) + sns.color_palette("tab20", 20)[1::2])[: len(labels)]
+    else:
+        colours = sns.color_palette("husl", len(labels))
     return dict(zip(labels, colours, strict=True))
 
 

@@ -199,7 +199,8 @@ def _tables(
     }
     runs_df = pd.DataFrame(table)
     for key, value in hyperparameter_columns(cell).items():
-        runs_df[key] = [value] * len(runs_df)
+        column = key if key not in runs_df.columns else f"{cell.optimizer.name}.{key}"  # never overwrite a record
+        runs_df[column] = [value] * len(runs_df)
     curves_df = pd.DataFrame({k: np.concatenate([c[k] for c in curve]) for k in curve[0]})
     curves_df = curves_df.sort_values(["run", "cost"], kind="stable", ignore_index=True)
     for key, value in ident.items():
