@@ -302,6 +302,10 @@ class MLP:
             if i == len(params) - 1:
                 return hidden, z
             a = _activate(self.hidden_activation, z)
+            if i == 0:
+                # One copy into per-run (R, N, n) memory: the stacked products of the next layer
+                # and of the backward pass run at BLAS speed on it, not on the strided view.
+                a = np.ascontiguousarray(a)
             hidden.append(a)
         raise AssertionError("unreachable")
 
@@ -409,30 +413,21 @@ class MLP:
 
     def _backward(self, theta: np.ndarray, X1: np.ndarray, hidden: list[np.ndarray], delta: np.ndarray) -> np.ndarray:
         n_runs, n_patterns = theta.shape[0], X1.shape[0]
-        params = self.unflatten(theta)
         grad = np.empty_like(theta)
-        grad_params = self.unflatten(grad)
         for i in range(len(self.layers) - 1, -1, -1):
-            gW, gb = grad_params[i]
+            lay = self.layers[i]
+            # [W; b] of this layer in the gradient row, as (R, n_in + 1, n_out) (a view).
+            g_block = grad[:, lay.w_start : lay.end].reshape(n_runs, lay.n_in + 1, lay.n_out)
             if i == 0:
-                lay = self.layers[0]
                 # [X, 1]^T @ delta side by side: the weight and bias gradients in one product.
                 d_side = delta.transpose(1, 0, 2).reshape(n_patterns, n_runs * lay.n_out)
                 g_side = X1.T @ d_side
-                grad[:, lay.w_start : lay.end] = (
-                    g_side.reshape(lay.n_in + 1, n_runs, lay.n_out).transpose(1, 0, 2).reshape(n_runs, -1)
-                )
+                g_block[...] = g_side.reshape(lay.n_in + 1, n_runs, lay.n_out).transpose(1, 0, 2)
                 break
-            gb[...] = np.einsum("rnk->rk", delta)
+            g_block[:, -1] = np.einsum("rnk->rk", delta)
             a_prev = hidden[i - 1]
-            gW[...] = _stacked_matmul(a_prev.transpose(0, 2, 1), delta)
-            W_t = params[i][0].transpose(0, 2, 1)
-            if i == 1:
-                # Into side-by-side memory, like the first layer's activations, so that the
-                # activation derivative runs over matching layouts and d_side needs no copy.
-                grad_a = np.empty((n_patterns, n_runs, W_t.shape[2])).transpose(1, 0, 2)
-                _stacked_matmul(delta, W_t, out=grad_a)
-            else:
-                grad_a = _stacked_matmul(delta, W_t)
+            g_block[:, :-1] = _stacked_matmul(a_prev.transpose(0, 2, 1), delta)
+            W_t = theta[:, lay.w_start : lay.b_start].reshape(n_runs, lay.n_in, lay.n_out).transpose(0, 2, 1)
+            grad_a = _stacked_matmul(delta, W_t)
             delta = _backprop_activation(self.hidden_activation, a_prev, grad_a)
         return grad

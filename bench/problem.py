@@ -31,12 +31,18 @@ class Problem:
         self.init_scheme, self.init_scale = init, init_scale
         self.loss_evals = np.zeros(n_runs, dtype=np.int64)
         self.grad_evals = np.zeros(n_runs, dtype=np.int64)
+        self._spent = np.zeros(n_runs)  # cost units, kept in step with the two counters
         self._all: ProblemView | None = None
 
     @property
     def cost(self) -> np.ndarray:
-        """Cost units spent per run, shape (R,)."""
-        return FORWARD_COST * self.loss_evals + GRADIENT_COST * self.grad_evals
+        """Cost units spent per run, shape (R,) float: loss evaluations x 1 + gradient evaluations x 3.
+
+        A read-only view of the ledger: it moves on as runs are evaluated; copy it to keep it.
+        """
+        view = self._spent.view()
+        view.flags.writeable = False
+        return view
 
     def view(self, rows: np.ndarray | None = None) -> ProblemView:
         """The problem as seen by the runs ``rows`` (all runs if None)."""
@@ -113,6 +119,7 @@ class ProblemView:
         data = self.problem.data
         loss, grad, out = self.net.evaluate(theta, data.X_train, data.Y_train, need_grad=True)
         self.problem.grad_evals[self.rows] += 1
+        self.problem._spent[self.rows] += GRADIENT_COST
         return loss, grad, out
 
     def loss(self, theta: np.ndarray, owners: np.ndarray | None = None) -> np.ndarray:
@@ -125,4 +132,5 @@ class ProblemView:
         loss = self.net.loss(theta, data.X_train, data.Y_train)
         owner_rows = self.rows if owners is None else self.rows[owners]
         np.add.at(self.problem.loss_evals, owner_rows, 1)
+        np.add.at(self.problem._spent, owner_rows, FORWARD_COST)
         return loss

@@ -110,7 +110,7 @@ def _run_batch(cell: Cell, runs: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]
         every = len(rows) == n
         sel = slice(None) if every else rows  # indexes the per-run arrays (a slice is cheaper)
         sub = state if every else tree_take(state, rows)
-        cost = problem.cost[sel].astype(np.float64)
+        cost = problem.cost[sel].copy()  # a snapshot: the ledger moves on when runs step
         loss = sub.loss
         best[sel] = np.fmin(best[sel], loss)
         reference[sel], since[sel] = stagnation_update(reference[sel], since[sel], best[sel], cost, stop.min_delta)
@@ -186,7 +186,7 @@ def _tables(
         "best_loss": best,
         "train_accuracy": problem.accuracy(theta, "train"),
         "test_accuracy": problem.accuracy(theta, "test"),
-        "cost": problem.cost.astype(np.float64),
+        "cost": problem.cost.copy(),
         "epochs": epochs,
         "loss_evals": problem.loss_evals,
         "grad_evals": problem.grad_evals,

@@ -221,10 +221,10 @@ class LearningRate(Clipping):
             check_range("decay_rate", self.decay_rate, 0, 1, low_open=True)
         check_range("decay_steps", self.decay_steps, 0, None, low_open=True)
 
-    def rate(self, count: np.ndarray) -> np.ndarray:
-        """Learning rate per run at update ``count`` (R,), as an (R, 1) column."""
+    def rate(self, count: np.ndarray) -> np.ndarray | float:
+        """Learning rate per run at update ``count`` (R,), as an (R, 1) column (or one scalar)."""
         if self.schedule == "constant" and np.ndim(self.learning_rate) == 0:
-            return np.full((count.shape[0], 1), self.learning_rate)
+            return self.learning_rate  # a scalar broadcasts like the (R, 1) column
         t = count.astype(np.float64)
         lr, gamma, k = (
             np.asarray(x, dtype=np.float64) for x in (self.learning_rate, self.decay_rate, self.decay_steps)

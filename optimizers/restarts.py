@@ -81,9 +81,9 @@ class Restarts:
         self.max_step_cost = self.base.max_step_cost + self.base.init_cost
 
     def init(self, theta0: np.ndarray, problem: ProblemView, rngs: np.ndarray) -> RestartState:
-        start = problem.cost.astype(np.float64)
+        start = problem.cost
         inner = self.base.init(theta0, problem, rngs)
-        cost = problem.cost.astype(np.float64)
+        cost = problem.cost
         n = theta0.shape[0]
         return RestartState(
             theta=inner.theta,
@@ -99,7 +99,7 @@ class Restarts:
 
     def step(self, state: RestartState, problem: ProblemView) -> RestartState:
         inner = self.base.step(state.inner, problem)
-        cost = problem.cost.astype(np.float64)
+        cost = problem.cost
         reference, since = stagnation_update(state.reference, state.since, inner.loss, cost, self.settings.min_delta)
         restart = ~np.isfinite(inner.loss) | (cost - since >= self.settings.patience)
         attempt_start, restarts = state.attempt_start, state.restarts
