@@ -83,9 +83,14 @@ def _stacked_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None)
     through one BLAS call per run; the choice depends on the per-run shapes only, never on R,
     so a row computes the same in a batch of any size.
     """
-    if a.shape[1] * a.shape[2] * b.shape[2] <= 64:
+    if not _blas_sized(a.shape[1], a.shape[2], b.shape[2]):
         return np.einsum("rnk,rkm->rnm", a, b, out=out, order="C")
     return np.matmul(a, b, out=out)
+
+
+def _blas_sized(n: int, k: int, m: int) -> bool:
+    """Whether an (n, k) @ (k, m) product per run is worth a BLAS call (else einsum's loop)."""
+    return n * k * m > 64
 
 
 _GROUP_ELEMENTS = 1 << 19  # activations per group of runs evaluated together (4 MiB of float64)
@@ -302,7 +307,7 @@ class MLP:
             if i == len(params) - 1:
                 return hidden, z
             a = _activate(self.hidden_activation, z)
-            if i == 0:
+            if i == 0 and _blas_sized(n_patterns, W.shape[2], self.layer_sizes[2]):
                 # One copy into per-run (R, N, n) memory: the stacked products of the next layer
                 # and of the backward pass run at BLAS speed on it, not on the strided view.
                 a = np.ascontiguousarray(a)
@@ -428,6 +433,7 @@ class MLP:
             a_prev = hidden[i - 1]
             g_block[:, :-1] = _stacked_matmul(a_prev.transpose(0, 2, 1), delta)
             W_t = theta[:, lay.w_start : lay.b_start].reshape(n_runs, lay.n_in, lay.n_out).transpose(0, 2, 1)
-            grad_a = _stacked_matmul(delta, W_t)
+            # Laid out like the activations, so the derivative pairs them element by element.
+            grad_a = _stacked_matmul(delta, W_t, out=np.empty_like(a_prev))
             delta = _backprop_activation(self.hidden_activation, a_prev, grad_a)
         return grad
