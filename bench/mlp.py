@@ -338,9 +338,11 @@ class MLP:
         return X
 
     def _loss_and_output_delta(
-        self, z: np.ndarray, Y: np.ndarray, need_delta: bool
-    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        """Per-run loss (R,), dLoss/dz (R, N, n_out) or None, and the outputs o (R, N, n_out)."""
+        self, z: np.ndarray, Y: np.ndarray, need_delta: bool, need_output: bool = True
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Per-run loss (R,), dLoss/dz (R, N, n_out) or None, and the outputs o (R, N, n_out)
+        (None when neither they nor the delta are asked for: a loss alone skips their passes)."""
+        need_output = need_output or need_delta
         norm = 1.0 / z.shape[1] if self.reduction == "mean" else 1.0
         delta = None
         if self.loss_name == "cross_entropy":
@@ -351,11 +353,14 @@ class MLP:
             out = np.exp(shifted, out=shifted)
             sum_e = out @ np.ones(z.shape[2])
             loss = np.log(sum_e) @ y_sums - target_logits
-            out /= sum_e[:, :, None]
+            if need_output:
+                out /= sum_e[:, :, None]
+            else:
+                out = None
             if need_delta:
                 delta = out - Y if np.all(y_sums == 1.0) else out * y_sums[None, :, None] - Y
         elif self.loss_name == "bce":
-            out = sigmoid(z)
+            out = sigmoid(z) if need_output else None
             # softplus(z) - t z == -t log(o) - (1 - t) log(1 - o), without overflow.
             loss = (np.logaddexp(0.0, z) - z * Y).sum(axis=(1, 2))
             if need_delta:
@@ -373,7 +378,7 @@ class MLP:
 
     def loss(self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
         """Loss per run, shape (R,)."""
-        loss, _, _ = self.evaluate(theta, X, Y, need_grad=False)
+        loss, _, _ = self.evaluate(theta, X, Y, need_grad=False, need_output=False)
         return loss
 
     def loss_and_grad(self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -382,9 +387,10 @@ class MLP:
         return loss, grad
 
     def evaluate(
-        self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, need_grad: bool = True
-    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        """Loss (R,), gradient (R, P) or None, and outputs (R, N, n_out) in one pass.
+        self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, need_grad: bool = True, need_output: bool = True
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Loss (R,), gradient (R, P) or None, and outputs (R, N, n_out) (or None if not
+        ``need_output``) in one pass.
 
         Non-finite values (from huge weights or learning rates) propagate as inf/NaN without
         warnings: the runner records them as a diverged run.
@@ -402,16 +408,18 @@ class MLP:
         if group >= n_runs:
             with np.errstate(all="ignore"):
                 hidden, z = self._forward(theta, X1)
-                loss, delta, out = self._loss_and_output_delta(z, Y, need_grad)
+                loss, delta, out = self._loss_and_output_delta(z, Y, need_grad, need_output)
                 return loss, self._backward(theta, X1, hidden, delta) if need_grad else None, out
         loss = np.empty(n_runs)
         grad = np.empty_like(theta) if need_grad else None
-        out = np.empty((n_runs, X.shape[0], self.layer_sizes[-1]))
+        out = np.empty((n_runs, X.shape[0], self.layer_sizes[-1])) if need_output else None
         with np.errstate(all="ignore"):
             for start in range(0, n_runs, group):
                 rows = slice(start, start + group)
                 hidden, z = self._forward(theta[rows], X1)
-                loss[rows], delta, out[rows] = self._loss_and_output_delta(z, Y, need_grad)
+                loss[rows], delta, out_rows = self._loss_and_output_delta(z, Y, need_grad, need_output)
+                if need_output:
+                    out[rows] = out_rows
                 if need_grad:
                     grad[rows] = self._backward(theta[rows], X1, hidden, delta)
         return loss, grad, out

@@ -136,7 +136,16 @@ def _run_in_subprocess(config_path: Path, out: Path, hash_seed: str, workers: st
     return pd.read_parquet(version / "runs.parquet").drop(columns=["wall_time"])
 
 
-def test_same_config_gives_identical_tables_across_processes_hash_seeds_and_workers(tiny_file, tmp_path):
-    a = _run_in_subprocess(tiny_file, tmp_path / "a", "1", "1")
-    b = _run_in_subprocess(tiny_file, tmp_path / "b", "4242", "2")
+def test_same_config_gives_identical_tables_across_processes_hash_seeds_and_workers(tiny, tmp_path):
+    # Every kind of random stream: initial weights, the GA's numpy and DEAP draws, restarts.
+    tiny["optimizers"] += [
+        {"name": "ga", "population_size": 10},
+        {"name": "restarts", "base": "gd", "base_settings": {"learning_rate": 2.0}, "patience": 60},
+        {"name": "random_search"},
+    ]
+    path = tmp_path / "tiny.toml"
+    path.write_text(config.to_toml(config.from_dict(tiny).to_dict()))
+    a = _run_in_subprocess(path, tmp_path / "a", "1", "1")
+    b = _run_in_subprocess(path, tmp_path / "b", "4242", "2")
+    assert len(a) == 5 * 6 and (a["restarts"] > 0).any()
     pd.testing.assert_frame_equal(a, b)

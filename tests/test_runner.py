@@ -18,6 +18,11 @@ def cells_of(doc):
 
 def test_results_do_not_depend_on_batch_size(tiny):
     tiny["experiment"]["runs"] = 7
+    tiny["optimizers"] += [
+        {"name": "ga", "population_size": 10},
+        {"name": "restarts", "base": "rprop", "patience": 60},
+        {"name": "random_search", "samples_per_step": 3},
+    ]
     for cell in cells_of(tiny):
         runs, curves = run_cell(cell)
         for batch in (1, 3):
