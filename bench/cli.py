@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bench.config import Cell, Config, ConfigError, presets
 from bench.config import load as load_config
+from bench.memory import keep_freed_memory
 
 EXIT_BAD_INPUT = 2
 
@@ -61,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    keep_freed_memory()
     try:
         if args.command == "run":
             return cmd_run(args)
@@ -112,6 +114,7 @@ def _run_cell_job(cell: Cell, batch: int | None) -> tuple[str, object, object]:
 
     from bench.runner import run_cell
 
+    keep_freed_memory()  # in a spawned worker too
     # One BLAS thread always: the numbers then cannot depend on how many threads or workers run.
     with threadpool_limits(1):
         runs, curves = run_cell(cell, batch)
