@@ -503,12 +503,10 @@ def _read_optimizer(table: Any, source: str, path: str) -> list[OptimizerSpec]:
             raise ConfigError(source, f"{path}.{exc.field}", str(exc)) from None
         except ValueError as exc:
             raise ConfigError(source, path, str(exc)) from None
-        given = {k: v for k, v in values.items() if k not in point}
-        shown = point if grid_keys else given
-        auto = name + (f"({', '.join(f'{k}={_fmt(v)}' for k, v in shown.items())})" if shown else "")
-        if label and grid_keys:
-            auto = f"{label}({', '.join(f'{k}={_fmt(v)}' for k, v in point.items())})"
-        specs.append(OptimizerSpec(name, label if label and not grid_keys else auto, parsed))
+        # A label names the entry; a grid point adds its values; unlabelled, the given settings show.
+        shown = point if grid_keys else ({} if label else values)
+        arguments = ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items())
+        specs.append(OptimizerSpec(name, (label or name) + (f"({arguments})" if arguments else ""), parsed))
     return specs
 
 
