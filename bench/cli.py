@@ -137,6 +137,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"experiment {config.name!r}: {len(cells)} cells x {config.runs} runs -> {results.path}", file=sys.stderr)
     if len(todo) < len(cells):
         print(f"skipping {len(cells) - len(todo)} finished cells (same config hash {config.hash})", file=sys.stderr)
+        earlier = results.manifest().get("git", {}).get("commit")
+        now = store.git_state().get("commit")
+        if earlier and now and earlier != now:
+            print(
+                f"warning: the finished cells were computed by commit {earlier[:10]}, the code is now at "
+                f"{now[:10]}; to recompute them, run into another folder (--out) or rename the experiment",
+                file=sys.stderr,
+            )
     results.start(store.command_line(), args.workers, args.batch)
 
     bar = tqdm(total=len(todo), desc="cells", unit="cell", file=sys.stderr, disable=not todo)

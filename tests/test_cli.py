@@ -149,3 +149,17 @@ def test_same_config_gives_identical_tables_across_processes_hash_seeds_and_work
     b = _run_in_subprocess(path, tmp_path / "b", "4242", "2")
     assert len(a) == 5 * 6 and (a["restarts"] > 0).any()
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_rerun_after_a_code_change_warns_that_cells_are_reused(tiny_file, tmp_path, capsys, monkeypatch):
+    from bench import store
+
+    out = tmp_path / "results"
+    monkeypatch.setattr(store, "git_state", lambda: {"commit": "1" * 40, "dirty": False})
+    assert run_cli("run", str(tiny_file), "--out", str(out), "--workers", "1", "--no-report") == 0
+    capsys.readouterr()
+    monkeypatch.setattr(store, "git_state", lambda: {"commit": "2" * 40, "dirty": False})
+    assert run_cli("run", str(tiny_file), "--out", str(out), "--workers", "1", "--no-report") == 0
+    err = capsys.readouterr().err
+    assert "skipping 2 finished cells" in err
+    assert "computed by commit 1111111111, the code is now at 2222222222" in err
