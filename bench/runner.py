@@ -193,7 +193,7 @@ def _tables(
         "cost_to_success": cost_to_success,
         "wall_time": wall,
         "grad_norm": grad_norm,
-        **{k: v for k, v in getattr(opt, "extra_columns", lambda s: {})(state).items()},
+        **getattr(opt, "extra_columns", lambda _: {})(state),  # e.g. restarts, generations
         "theta_initial": list(theta0),
         "theta_final": list(theta),
     }
