@@ -128,15 +128,6 @@ def tree_put(tree: Any, rows: np.ndarray, sub: Any) -> Any:
     return tree_map(put, tree, sub)
 
 
-def tree_where(mask: np.ndarray, new: Any, old: Any) -> Any:
-    """Per-run select: rows where ``mask`` (R,) is true come from ``new``, others from ``old``."""
-
-    def where(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return np.where(mask.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
-
-    return tree_map(where, new, old)
-
-
 def per_run(value: Any) -> Any:
     """A hyperparameter as a scalar or an (R, 1) column that broadcasts against (R, P)."""
     if isinstance(value, np.ndarray) and value.ndim == 1:
