@@ -193,7 +193,10 @@ def _write_report(path: Path, runs: object, curves: object) -> Path:
         "started": last["start"],
         "finished": last["end"],
     }
-    return report.write_report(path, runs, curves, title=f"bench report: {manifest['experiment']}", meta=meta)
+    stopping = load_config(str(path / "config.toml")).stopping
+    return report.write_report(
+        path, runs, curves, title=f"bench report: {manifest['experiment']}", meta=meta, stopping=stopping
+    )
 
 
 def cmd_report(args: argparse.Namespace) -> int:

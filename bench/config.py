@@ -13,8 +13,8 @@ field's path and the fix, before any work is done.
 
     [stopping]              # optional
     stagnation = false      # stop a run early once it is stuck
-    patience = 0.25         # "stuck": no real improvement over this fraction of the budget
-    min_delta = 1e-3        # "real": the best loss fell by at least this fraction
+    patience = 0.25         # "stuck": over the last 0.25 x budget cost units, its best loss
+    min_delta = 1e-3        #   fell by at most this fraction (0.1 %)
 
     [record]                # optional
     checkpoints = 50        # curve points per run, spaced in cost
@@ -75,6 +75,14 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Stopping:
+    """When a run counts as stuck, and whether it then stops early.
+
+    stagnation : stop a run as soon as it is stuck (default: run on to the budget).
+    patience : the window, as a fraction of the budget in (0, 1).
+    min_delta : stuck means the best loss fell by at most this fraction over the window
+        (``optimizers.stagnation``; ``bench.runner.status_meanings`` says it in words).
+    """
+
     stagnation: bool = False
     patience: float = 0.25
     min_delta: float = 1e-3
@@ -364,11 +372,15 @@ def from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
 
 def _read_stopping(table: Any, source: str) -> Stopping:
     r = _Reader(table, source, "stopping")
+    default = Stopping()
     stop = Stopping(
-        r.take("stagnation", bool, False), r.take("patience", float, 0.25), r.take("min_delta", float, 1e-3)
+        r.take("stagnation", bool, default.stagnation),
+        r.take("patience", float, default.patience),
+        r.take("min_delta", float, default.min_delta),
     )
-    if not 0 < stop.patience <= 1:
-        raise r.error("patience", f"must be a fraction of the budget in (0, 1], got {stop.patience}")
+    if not 0 < stop.patience < 1:
+        # A window of the whole budget would reach back before the first evaluation: never stuck.
+        raise r.error("patience", f"must be a fraction of the budget in (0, 1), got {stop.patience}")
     if not 0 <= stop.min_delta < 1:
         raise r.error("min_delta", f"must be in [0, 1), got {stop.min_delta}")
     r.done(["stagnation", "patience", "min_delta"])
@@ -377,7 +389,8 @@ def _read_stopping(table: Any, source: str) -> Stopping:
 
 def _read_record(table: Any, source: str) -> Record:
     r = _Reader(table, source, "record")
-    rec = Record(r.positive_int("checkpoints", 50), r.take("spacing", str, "log"))
+    default = Record()
+    rec = Record(r.positive_int("checkpoints", default.checkpoints), r.take("spacing", str, default.spacing))
     if rec.spacing not in ("log", "linear"):
         raise r.error(
             "spacing", f"must be 'log' or 'linear', got {rec.spacing!r}{did_you_mean(rec.spacing, ['log', 'linear'])}"

@@ -13,14 +13,9 @@ import pandas as pd
 
 from bench import plots
 from bench.analysis import markdown_table, summary, summary_for_display
+from bench.config import Stopping
+from bench.runner import status_meanings
 from bench.store import atomic_path
-
-STATUS_MEANINGS = {
-    "solved": "met its success criterion.",
-    "stuck": "not solved, and no real improvement over the last part of its budget.",
-    "unfinished": "not solved, but still improving when the budget ran out.",
-    "diverged": "the loss became non-finite (NaN or infinite).",
-}
 
 # (file name, alt text, how to read it, plotting function, which table it draws)
 FIGURES: list[tuple[str, str, str, Callable[..., Path], str]] = [
@@ -59,7 +54,14 @@ def _what_was_run(runs: pd.DataFrame, meta: dict | None) -> list[str]:
     return lines
 
 
-def write_report(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame, title: str, meta: dict | None = None) -> Path:
+def write_report(
+    out_dir: Path,
+    runs: pd.DataFrame,
+    curves: pd.DataFrame,
+    title: str,
+    meta: dict | None = None,
+    stopping: Stopping | None = None,
+) -> Path:
     """Write ``out_dir/REPORT.md`` and its figures under ``out_dir/figures/``.
 
     Parameters
@@ -75,6 +77,8 @@ def write_report(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame, title:
     meta : dict, optional
         Flat key -> value facts about the experiment (config hash, seed, budget, git commit,
         times, ...), listed as given.
+    stopping : Stopping, optional
+        The experiment's ``[stopping]`` settings, which define "stuck" (default: the defaults).
 
     Returns
     -------
@@ -94,7 +98,7 @@ def write_report(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame, title:
     lines = [f"# {title}", "", "## What was run", "", *_what_was_run(runs, meta), ""]
     lines += ["## Summary", "", markdown_table(summary_for_display(summary(runs))), ""]
     lines += ["Status of a run at its end:", ""]
-    lines += [f"- **{status}**: {meaning}" for status, meaning in STATUS_MEANINGS.items()]
+    lines += [f"- **{status}**: {meaning}" for status, meaning in status_meanings(stopping).items()]
     lines += [
         "",
         "ERT (expected running time) is the total cost of all runs divided by the number "

@@ -3,32 +3,59 @@
 Each step, the runner observes every running run's incumbent (free of cost), then stops the runs
 that are solved, diverged (non-finite loss), stuck (only if ``stopping.stagnation`` is on) or
 whose next step would overrun the budget; the others take one step together.  Stopped runs are
-frozen.  At the end every run gets a status:
+frozen and dropped from the optimizer's state.  At the end every run gets a status:
 
 * ``solved``: met the dataset's success criterion;
 * ``diverged``: its loss became inf or NaN (recorded, never raised);
-* ``stuck``: not solved, and no *real* improvement of its best loss (a relative drop of at least
-  ``stopping.min_delta``) during the last ``stopping.patience`` fraction of its budget;
+* ``stuck``: not solved, and its best loss fell by at most ``stopping.min_delta`` (relative) over
+  the last ``stopping.patience`` x budget cost units before it stopped: best(c) >= (1 - min_delta)
+  x best(c - window), best(x) being the lowest loss of its evaluations at cost <= x (the rule of
+  ``optimizers.stagnation``);
 * ``unfinished``: not solved and still improving when the budget ran out.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 import optimizers
 from bench import seeding
-from bench.config import Cell, stable_hash
+from bench.config import Cell, Stopping, stable_hash
 from bench.problem import Problem
-from optimizers.base import tree_put, tree_take
-from optimizers.protocol import stagnation_update
+from optimizers.base import tree_take
+from optimizers.stagnation import Window, window_push, window_stalled, window_start
 
 STATUSES = ("running", "solved", "diverged", "stuck", "unfinished")
 _RUNNING, _SOLVED, _DIVERGED, _STUCK, _UNFINISHED = range(5)
+
+
+def status_meanings(stopping: Stopping | None = None) -> dict[str, str]:
+    """What each status means, in the words of the README and of every REPORT.md.
+
+    ``stopping`` gives the window and the relative drop of "stuck" (default: the defaults).
+    """
+    stop = stopping or Stopping()
+    return {
+        "solved": "met its success criterion.",
+        "diverged": "its loss became inf or NaN (recorded as data, never a crash).",
+        "stuck": (
+            f"not solved, and its best loss fell by at most {_percent(stop.min_delta)} over the last "
+            f"{_percent(stop.patience)} of its budget (from its best loss that many cost units before its last "
+            "evaluation to its best loss at the end)."
+        ),
+        "unfinished": (
+            f"not solved, and its best loss fell by more than {_percent(stop.min_delta)} over that window: "
+            "still improving when the budget ran out."
+        ),
+    }
+
+
+def _percent(fraction: float) -> str:
+    return f"{100 * fraction:.10g} %"
 
 
 def dataset_stream_key(cell: Cell) -> str:
@@ -83,95 +110,120 @@ def run_cell(cell: Cell, batch: int | None = None) -> tuple[pd.DataFrame, pd.Dat
     return (pd.concat([p[0] for p in parts], ignore_index=True), pd.concat([p[1] for p in parts], ignore_index=True))
 
 
+class _Running(NamedTuple):
+    """What the runner keeps per running run, aligned with the optimizer state's rows."""
+
+    index: np.ndarray  # (R,) position of the run in the batch
+    epochs: np.ndarray  # (R,) steps taken
+    best: np.ndarray  # (R,) best loss so far
+    next_mark: np.ndarray  # (R,) cost at which the next curve point is due
+    window: Window  # the best loss's recent history, for "stuck"
+
+
+class _Final(NamedTuple):
+    """What the runner records per run of the batch when it stops, (n,) each."""
+
+    status: np.ndarray
+    epochs: np.ndarray
+    best: np.ndarray
+    loss: np.ndarray
+    theta: np.ndarray  # (n, P)
+    cost_to_success: np.ndarray
+    wall: np.ndarray
+    extras: dict[str, np.ndarray]  # the optimizer's extra columns (restarts, generations, ...)
+
+
 def _run_batch(cell: Cell, runs: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
     start = time.perf_counter()
     data, net = cell.dataset.load(), cell.dataset.network()
     n = len(runs)
     budget, stop = cell.dataset.budget, cell.config.stopping
+    window_width = stop.patience * budget
     theta0 = initial_parameters(cell, runs)
     problem = Problem(data, net, n, cell.dataset.model.init, cell.dataset.model.init_scale)
     opt = build_optimizer(cell)
     rngs = seeding.generators(cell.config.seed, runs, opt.stream, dataset_stream_key(cell))
-    state = opt.init(theta0, problem.view(), rngs)
+    view = problem.view()
+    state = opt.init(theta0, view, rngs)
 
-    epochs = np.zeros(n, dtype=np.int64)
-    best = np.full(n, np.inf)
-    reference, since = np.full(n, np.inf), np.zeros(n)
-    status = np.zeros(n, dtype=np.int8)
-    cost_to_success = np.full(n, np.nan)
-    wall = np.full(n, np.nan)
+    final = _Final(
+        status=np.zeros(n, dtype=np.int8),
+        epochs=np.zeros(n, dtype=np.int64),
+        best=np.full(n, np.inf),
+        loss=np.full(n, np.nan),
+        theta=np.empty_like(theta0),
+        cost_to_success=np.full(n, np.nan),
+        wall=np.full(n, np.nan),
+        extras={},
+    )
+    # The first evaluation is always a curve point (a due mark of 0).
+    live = _Running(np.arange(n), np.zeros(n, dtype=np.int64), np.full(n, np.inf), np.zeros(n), window_start(n))
     marks = checkpoint_marks(budget, cell.config.record.checkpoints, cell.config.record.spacing)
-    next_mark = np.full(n, marks[0])  # cost at which each run's next curve point is due
     curve: list[dict[str, np.ndarray]] = []
-    active = np.ones(n, dtype=bool)
 
     while True:
-        rows = np.flatnonzero(active)
-        every = len(rows) == n
-        sel = slice(None) if every else rows  # indexes the per-run arrays (a slice is cheaper)
-        sub = state if every else tree_take(state, rows)
-        cost = problem.cost[sel].copy()  # a snapshot: the ledger moves on when runs step
-        loss = sub.loss
-        best[sel] = np.fmin(best[sel], loss)
-        reference[sel], since[sel] = stagnation_update(reference[sel], since[sel], best[sel], cost, stop.min_delta)
+        # Observe every running run's incumbent (free of cost); the state holds only running runs.
+        cost = problem.cost[live.index].copy()  # a snapshot: the ledger moves on when runs step
+        loss = state.loss
+        best = np.fmin(live.best, loss)
+        window = window_push(live.window, cost, best, window_width)
+        stalled = window_stalled(window, best, stop.min_delta)
         diverged = ~np.isfinite(loss)
-        solved = ~diverged & problem.solved(sub.theta, loss, getattr(sub, "out", None))
-        stalled = cost - since[sel] >= stop.patience * budget
+        out = getattr(state, "out", None)
+        solved = ~diverged & problem.solved(state.theta, loss, out)
         halt = solved | diverged | (stop.stagnation & stalled) | (cost + opt.max_step_cost > budget)
+        live = live._replace(best=best, window=window)
 
-        due = halt | (cost >= next_mark[sel])
+        due = halt | (cost >= live.next_mark)
         if due.any():
-            take = rows[due]
-            out = getattr(sub, "out", None)
             curve.append(
                 {
-                    "run": np.asarray(runs)[take],
-                    "epoch": epochs[take],
+                    "run": np.asarray(runs)[live.index[due]],
+                    "epoch": live.epochs[due],
                     "cost": cost[due],
                     "loss": loss[due],
-                    "best_loss": best[take],
-                    "train_accuracy": problem.accuracy(sub.theta[due], "train", None if out is None else out[due]),
+                    "best_loss": best[due],
+                    "train_accuracy": problem.accuracy(state.theta[due], "train", None if out is None else out[due]),
                 }
             )
             after = np.searchsorted(marks, cost[due], side="right")
-            next_mark[take] = np.where(after < len(marks), marks[np.minimum(after, len(marks) - 1)], np.inf)
+            next_mark = live.next_mark.copy()
+            next_mark[due] = np.where(after < len(marks), marks[np.minimum(after, len(marks) - 1)], np.inf)
+            live = live._replace(next_mark=next_mark)
 
         if halt.any():
-            done = rows[halt]
-            status[done] = np.select(
+            done, stopped = live.index[halt], np.flatnonzero(halt)
+            final.status[done] = np.select(
                 [solved[halt], diverged[halt], stalled[halt]], [_SOLVED, _DIVERGED, _STUCK], _UNFINISHED
             )
-            cost_to_success[done] = np.where(solved[halt], cost[halt], np.nan)
-            wall[done] = time.perf_counter() - start
-            active[done] = False
-        go = rows[~halt]
-        if not len(go):
-            break
-        if len(go) == n:
-            state = opt.step(state, problem.view())
-        else:
-            state = tree_put(state, go, opt.step(tree_take(state, go), problem.view(go)))
-        epochs[go] += 1
+            final.cost_to_success[done] = np.where(solved[halt], cost[halt], np.nan)
+            final.wall[done] = time.perf_counter() - start
+            final.epochs[done], final.best[done] = live.epochs[halt], best[halt]
+            final.loss[done], final.theta[done] = loss[halt], state.theta[halt]
+            for key, values in getattr(opt, "extra_columns", lambda _: {})(tree_take(state, stopped)).items():
+                final.extras.setdefault(key, np.zeros(n, dtype=np.asarray(values).dtype))[done] = values
+            go = np.flatnonzero(~halt)
+            if not len(go):
+                break
+            # Drop the stopped runs once, rather than selecting the running ones at every step.
+            state, live = tree_take(state, go), tree_take(live, go)
+            view = problem.view(live.index)
+        state = opt.step(state, view)
+        live = live._replace(epochs=live.epochs + 1)
 
-    return _tables(cell, runs, problem, state, theta0, epochs, best, status, cost_to_success, wall, curve, opt)
+    return _tables(cell, runs, problem, final, theta0, curve)
 
 
 def _tables(
     cell: Cell,
     runs: list[int],
     problem: Problem,
-    state: Any,
+    final: _Final,
     theta0: np.ndarray,
-    epochs: np.ndarray,
-    best: np.ndarray,
-    status: np.ndarray,
-    cost_to_success: np.ndarray,
-    wall: np.ndarray,
     curve: list[dict[str, np.ndarray]],
-    opt: Any,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     data, net = problem.data, problem.net
-    theta = state.theta
+    theta = final.theta
     # The end point's gradient norm is analysis, not optimization: it is not charged.
     _, grad = net.loss_and_grad(theta, data.X_train, data.Y_train)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -181,19 +233,19 @@ def _tables(
         **{k: [v] * len(runs) for k, v in ident.items()},
         "run": runs,
         "seed": cell.config.seed,
-        "status": [STATUSES[s] for s in status],
-        "final_loss": state.loss,
-        "best_loss": best,
+        "status": [STATUSES[s] for s in final.status],
+        "final_loss": final.loss,
+        "best_loss": final.best,
         "train_accuracy": problem.accuracy(theta, "train"),
         "test_accuracy": problem.accuracy(theta, "test"),
         "cost": problem.cost.copy(),
-        "epochs": epochs,
+        "epochs": final.epochs,
         "loss_evals": problem.loss_evals,
         "grad_evals": problem.grad_evals,
-        "cost_to_success": cost_to_success,
-        "wall_time": wall,
+        "cost_to_success": final.cost_to_success,
+        "wall_time": final.wall,
         "grad_norm": grad_norm,
-        **getattr(opt, "extra_columns", lambda _: {})(state),  # e.g. restarts, generations
+        **final.extras,  # e.g. restarts, generations
         "theta_initial": list(theta0),
         "theta_final": list(theta),
     }

@@ -63,18 +63,3 @@ class GradientMethod:
         theta, rule_state = self.rule.update(state.theta, state.grad, state.rule, loss=state.loss)
         loss, grad, out = problem.evaluate(theta)
         return GradientState(theta, loss, grad, out, rule_state)
-
-
-def stagnation_update(
-    reference: np.ndarray, since: np.ndarray, best: np.ndarray, cost: np.ndarray, min_delta: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Track the last *real* improvement of each run's best loss.
-
-    A real improvement is a best loss below ``reference * (1 - min_delta)``: a relative drop of
-    at least ``min_delta`` since the last real improvement (so a loss creeping down by 1e-9 per
-    epoch on a plateau is not progress).  Returns the new reference losses and the costs at
-    which they were reached, both (R,).
-    """
-    with np.errstate(invalid="ignore"):
-        improved = best < reference * (1.0 - min_delta)
-    return np.where(improved, best, reference), np.where(improved, cost, since)

@@ -1,10 +1,17 @@
 """Random restarts around any optimizer in the registry.
 
-A run trains with its base optimizer; when the current attempt stagnates (its loss has not fallen
-by a relative ``min_delta`` for ``patience`` cost units) or diverges, while the run is not yet
-solved, it starts again from fresh random weights drawn from the model's init distribution with
-the run's own restart stream.  All attempts share the run's budget.  The run reports the best
+A run trains with its base optimizer; when the current attempt stalls or diverges, while the run is
+not yet solved, it starts again from fresh random weights drawn from the model's init distribution
+with the run's own restart stream.  All attempts share the run's budget.  The run reports the best
 point of all its attempts (the incumbent), so its loss never gets worse.
+
+What the trigger sees: the current attempt's best loss (not the incumbent's), after every step of
+the base optimizer.  The attempt has stalled when that best loss fell by at most a relative
+``min_delta`` over the last ``patience`` cost units (the rule of ``optimizers.stagnation``, the
+same as the status ``stuck``, with a window in cost units instead of a share of the budget).  An
+attempt younger than ``patience`` is never restarted.  The default, 0.1 % over 1,000 units,
+restarts only runs that have all but stopped moving; a larger ``min_delta`` (1 %, 5 %) also
+restarts runs that creep along a plateau.
 
 In the batched engine a restart is a per-row reset: the restarting rows get new weights and a
 freshly initialized base state (one batched ``init`` for all of them), the others go on.
@@ -23,16 +30,16 @@ import numpy as np
 
 from bench.problem import ProblemView
 from optimizers.base import SettingError, check_range, settings_from_dict, tree_put
-from optimizers.protocol import stagnation_update
 from optimizers.registry import OPTIMIZERS, register_direct
+from optimizers.stagnation import Window, window_push, window_restart, window_stalled, window_start
 
 NOT_WRAPPABLE = ("restarts", "random_search")
 
 
 @dataclasses.dataclass(frozen=True)
 class RestartSettings:
-    """``base`` optimizer and its ``base_settings``; restart after ``patience`` cost units
-    without a relative improvement of ``min_delta``."""
+    """``base`` optimizer and its ``base_settings``; restart an attempt whose best loss fell by at
+    most a relative ``min_delta`` over the last ``patience`` cost units."""
 
     base: str = "gd"
     base_settings: dict = dataclasses.field(default_factory=dict)
@@ -58,8 +65,8 @@ class RestartState(NamedTuple):
     theta: np.ndarray  # (R, P) best point of all attempts (the incumbent)
     loss: np.ndarray  # (R,) its loss
     inner: Any  # the base optimizer's state for the current attempt
-    reference: np.ndarray  # (R,) loss at the attempt's last real improvement
-    since: np.ndarray  # (R,) cost at that improvement
+    attempt_best: np.ndarray  # (R,) best loss of the current attempt
+    window: Window  # the attempt's best loss over the last ``patience`` cost units
     attempt_start: np.ndarray  # (R,) cost at which the current attempt began
     restart_cost: np.ndarray  # (R,) cost at which the incumbent's attempt began
     restarts: np.ndarray  # (R,) restarts so far
@@ -83,14 +90,14 @@ class Restarts:
     def init(self, theta0: np.ndarray, problem: ProblemView, rngs: np.ndarray) -> RestartState:
         start = problem.cost
         inner = self.base.init(theta0, problem, rngs)
-        cost = problem.cost
         n = theta0.shape[0]
+        best = np.fmin(np.full(n, np.inf), inner.loss)
         return RestartState(
             theta=inner.theta,
             loss=inner.loss,
             inner=inner,
-            reference=inner.loss.copy(),
-            since=cost,
+            attempt_best=best,
+            window=window_push(window_start(n), problem.cost, best, self.settings.patience),
             attempt_start=start,
             restart_cost=start,
             restarts=np.zeros(n, dtype=np.int64),
@@ -100,17 +107,19 @@ class Restarts:
     def step(self, state: RestartState, problem: ProblemView) -> RestartState:
         inner = self.base.step(state.inner, problem)
         cost = problem.cost
-        reference, since = stagnation_update(state.reference, state.since, inner.loss, cost, self.settings.min_delta)
-        restart = ~np.isfinite(inner.loss) | (cost - since >= self.settings.patience)
+        attempt_best = np.fmin(state.attempt_best, inner.loss)
+        window = window_push(state.window, cost, attempt_best, self.settings.patience)
+        restart = ~np.isfinite(inner.loss) | window_stalled(window, attempt_best, self.settings.min_delta)
         attempt_start, restarts = state.attempt_start, state.restarts
         if restart.any():
             idx = np.flatnonzero(restart)
             fresh = np.concatenate([problem.draw(state.rngs[i], 1) for i in idx])
             new_inner = self.base.init(fresh, problem.subview(idx), state.rngs[idx])
             inner = tree_put(inner, idx, new_inner)
-            reference, since = reference.copy(), since.copy()
+            attempt_best = attempt_best.copy()
+            attempt_best[idx] = np.fmin(np.inf, new_inner.loss)
+            window = window_restart(window, idx, problem.cost[idx], attempt_best[idx])
             attempt_start, restarts = attempt_start.copy(), restarts.copy()
-            reference[idx], since[idx] = new_inner.loss, problem.cost[idx]
             attempt_start[idx] = cost[idx]
             restarts[idx] += 1
         better = inner.loss < state.loss  # NaN and inf never replace the incumbent
@@ -118,8 +127,8 @@ class Restarts:
             theta=np.where(better[:, None], inner.theta, state.theta),
             loss=np.where(better, inner.loss, state.loss),
             inner=inner,
-            reference=reference,
-            since=since,
+            attempt_best=attempt_best,
+            window=window,
             attempt_start=attempt_start,
             restart_cost=np.where(better, attempt_start, state.restart_cost),
             restarts=restarts,

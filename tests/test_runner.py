@@ -75,7 +75,9 @@ def test_final_row_matches_the_network_at_theta_final(tiny):
     assert runs["learning_rate"].tolist() == [2.0] * len(runs)  # hyperparameters are columns
 
 
-def test_curves_have_spaced_checkpoints_and_end_at_the_stop(tiny):
+@pytest.mark.parametrize("spacing", ["log", "linear"])
+def test_curves_have_spaced_checkpoints_and_end_at_the_stop(tiny, spacing):
+    tiny["record"]["spacing"] = spacing
     cell = cells_of(tiny)[0]
     runs, curves = run_cell(cell)
     for run, points in curves.groupby("run"):

@@ -1,0 +1,145 @@
+"""The stagnation window: the rule behind "stuck" and restarts, against a brute-force reading of it."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bench.config import from_dict
+from bench.problem import GRADIENT_COST
+from bench.runner import run_cell
+from optimizers.registry import register_direct
+from optimizers.stagnation import window_push, window_restart, window_stalled, window_start
+
+
+def brute_stalled(costs, bests, starts, width, min_delta):
+    """The definition, read literally: per run, the best loss at the newest evaluation of the
+    current watch with cost <= now - width; stalled if the best now is >= (1 - min_delta) x that."""
+    out = []
+    for c, b, s in zip(costs, bests, starts):
+        c, b = np.asarray(c[s:]), np.asarray(b[s:])
+        back = np.flatnonzero(c <= c[-1] - width)
+        out.append(bool(len(back)) and bool(b[-1] >= (1 - min_delta) * b[back[-1]]))
+    return np.array(out)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_runs=st.integers(1, 4),
+    steps=st.integers(1, 300),
+    width=st.floats(1.0, 80.0),
+    min_delta=st.sampled_from([0.0, 1e-3, 0.05]),
+    restart_rate=st.sampled_from([0.0, 0.02]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_window_agrees_with_the_definition(n_runs, steps, width, min_delta, restart_rate, seed):
+    """Uneven costs per step, plateaus, restarts, and logs that outgrow their first capacity."""
+    rng = np.random.default_rng(seed)
+    window = window_start(n_runs)
+    costs = [[] for _ in range(n_runs)]
+    bests = [[] for _ in range(n_runs)]
+    starts = [0] * n_runs
+    cost, best = np.zeros(n_runs), np.full(n_runs, np.inf)
+    for _ in range(steps):
+        cost = cost + rng.integers(1, 6, n_runs)
+        # Falls by 0 (plateau), by a little, or by a lot.
+        best = np.fmin(best, rng.choice([1.0, 1 - 1e-4, 0.9], n_runs) * np.where(np.isfinite(best), best, 1.0))
+        window = window_push(window, cost, best, width)
+        for r in range(n_runs):
+            costs[r].append(cost[r])
+            bests[r].append(best[r])
+        restart = np.flatnonzero(rng.random(n_runs) < restart_rate)
+        if len(restart):
+            cost[restart] += 3  # the new attempt's first evaluation
+            best[restart] = rng.random(len(restart)) + 1.0
+            window = window_restart(window, restart, cost[restart], best[restart])
+            for r in restart:
+                costs[r][-1], bests[r][-1] = cost[r], best[r]
+                starts[r] = len(costs[r]) - 1
+        want = brute_stalled(costs, bests, starts, width, min_delta)
+        np.testing.assert_array_equal(window_stalled(window, best, min_delta), want)
+
+
+def test_an_earlier_state_is_not_changed_by_later_pushes():
+    window = window_start(2)
+    window = window_push(window, np.array([3.0, 3.0]), np.array([1.0, 1.0]), 10.0)
+    kept = [np.array(leaf, copy=True) for leaf in window]
+    later = window
+    for step in range(2, 200):  # through several copies into larger logs
+        later = window_push(later, np.array([3.0, 3.0]) * step, np.array([1.0, 0.5]), 10.0)
+    head = int(window.head[0])
+    np.testing.assert_array_equal(window.cost[:, :head], kept[0][:, :head])
+    np.testing.assert_array_equal(window.best[:, :head], kept[1][:, :head])
+    for leaf, before in zip(window[2:], kept[2:]):
+        np.testing.assert_array_equal(leaf, before)
+    assert later.cost.shape[1] < 200  # old columns are dropped: the log holds about one window
+
+
+# ------------------------------------------------------------------ the runner's statuses, on constructed curves
+
+
+@dataclasses.dataclass(frozen=True)
+class ScriptedSettings:
+    """Loss = exp(-rate * cost): the same relative drop, 1 - exp(-rate * w), over every window w."""
+
+    rate: float = 0.0
+
+
+class ScriptedState(NamedTuple):
+    theta: np.ndarray
+    loss: np.ndarray
+
+
+@register_direct("scripted_test", ScriptedSettings, "a loss curve given in advance (tests only)")
+class Scripted:
+    """Charges one gradient evaluation per step, never moves theta (zeros: XOR stays unsolved)."""
+
+    init_cost = max_step_cost = GRADIENT_COST
+    stream = "scripted"
+
+    def __init__(self, settings: ScriptedSettings) -> None:
+        self.rate = settings.rate
+
+    def _state(self, theta, problem):
+        problem.evaluate(theta)  # charge the evaluation
+        return ScriptedState(theta, np.exp(-self.rate * problem.cost))
+
+    def init(self, theta0, problem, rngs):
+        return self._state(np.zeros_like(theta0), problem)
+
+    def step(self, state, problem):
+        return self._state(state.theta, problem)
+
+
+def scripted_runs(drop_per_window: float, stagnation: bool = False):
+    budget, patience = 1200, 0.25  # a window of 300 cost units = 100 steps
+    rate = -np.log1p(-drop_per_window) / (patience * budget)
+    doc = {
+        "experiment": {"name": "scripted", "seed": 0, "runs": 3, "budget": budget},
+        "stopping": {"patience": patience, "min_delta": 1e-3, "stagnation": stagnation},
+        "datasets": [{"name": "xor"}],
+        "optimizers": [{"name": "scripted_test", "rate": float(rate)}],
+    }
+    return run_cell(from_dict(doc).cells()[0])[0]
+
+
+@pytest.mark.parametrize(("drop", "status"), [(0.00099, "stuck"), (0.00101, "unfinished")])
+def test_stuck_is_a_drop_of_at_most_min_delta_over_the_window(drop, status):
+    runs = scripted_runs(drop)
+    assert (runs["status"] == status).all()
+    assert (runs["cost"] == 1200).all()  # stagnation stopping is off by default: the budget is spent
+    # The README's words, on the stored numbers: the best loss one window before the end.
+    np.testing.assert_allclose(runs["best_loss"], np.exp(np.log1p(-drop) * 1200 / 300), rtol=1e-12)
+
+
+def test_stagnation_stops_a_run_once_it_has_been_watched_for_a_whole_window():
+    stuck = scripted_runs(0.00099, stagnation=True)
+    assert (stuck["status"] == "stuck").all()
+    assert (stuck["cost"] == 303).all()  # the first evaluation (cost 3) is one window back at 303
+    moving = scripted_runs(0.00101, stagnation=True)
+    assert (moving["status"] == "unfinished").all() and (moving["cost"] == 1200).all()
