@@ -61,7 +61,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
+    args.argv = argv  # what the manifest records as the command
     keep_freed_memory()
     try:
         if args.command == "run":
@@ -145,7 +147,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"{now[:10]}; to recompute them, run into another folder (--out) or rename the experiment",
                 file=sys.stderr,
             )
-    results.start(store.command_line(), args.workers, args.batch)
+    results.start(store.command_line(args.argv), args.workers, args.batch)
 
     bar = tqdm(total=len(todo), desc="cells", unit="cell", file=sys.stderr, disable=not todo)
     by_key = {c.key: c for c in todo}

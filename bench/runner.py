@@ -245,9 +245,9 @@ def _tables(
         "cost_to_success": final.cost_to_success,
         "wall_time": final.wall,
         "grad_norm": grad_norm,
-        **final.extras,  # e.g. restarts, generations
         "theta_initial": list(theta0),
         "theta_final": list(theta),
+        **final.extras,  # e.g. restarts, generations
     }
     runs_df = pd.DataFrame(table)
     for key, value in hyperparameter_columns(cell).items():
@@ -255,8 +255,8 @@ def _tables(
         runs_df[column] = [value] * len(runs_df)
     curves_df = pd.DataFrame({k: np.concatenate([c[k] for c in curve]) for k in curve[0]})
     curves_df = curves_df.sort_values(["run", "cost"], kind="stable", ignore_index=True)
-    for key, value in ident.items():
-        curves_df.insert(0, key, value)
+    for position, (key, value) in enumerate(ident.items()):
+        curves_df.insert(position, key, value)
     return runs_df, curves_df
 
 

@@ -186,5 +186,6 @@ def git_state() -> dict[str, Any]:
     return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
 
 
-def command_line() -> list[str]:
-    return [Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]
+def command_line(argv: list[str]) -> list[str]:
+    """The command that runs ``bench`` with arguments ``argv``, as the manifest records it."""
+    return [Path(sys.executable).name, "-m", "bench", *argv]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
@@ -51,7 +52,11 @@ def test_run_writes_results_report_and_manifest(tiny_file, tmp_path, capsys):
     manifest = json.loads((version / "manifest.json").read_text())
     assert manifest["config_hash"] == version.name
     assert manifest["packages"]["numpy"] and manifest["runs"][-1]["end"]
-    assert manifest["runs"][-1]["command"][1:4] == ["-m", "bench", "run"] or manifest["runs"][-1]["command"]
+    command = ["run", str(tiny_file), "--out", str(out), "--workers", "1"]
+    assert manifest["runs"][-1]["command"] == [Path(sys.executable).name, "-m", "bench", *command]
+    for figure in version.glob("figures/*.png"):  # real pictures, not empty files
+        image = plt.imread(figure)
+        assert image.ndim == 3 and min(image.shape[:2]) > 300 and image[..., :3].std() > 0.05, figure
     assert not list(version.rglob("*.tmp"))
     # The resolved config reproduces the same version folder.
     assert config.load(str(version / "config.toml")).hash == version.name

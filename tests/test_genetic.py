@@ -248,3 +248,25 @@ def test_runner_results_do_not_depend_on_batch_size():
     for column in runs.columns.drop(drop):
         assert runs[column].astype(str).tolist() == runs_b[column].astype(str).tolist(), column
     assert curves.equals(curves_b)
+
+
+@pytest.mark.parametrize(
+    ("crossover_probability", "mutation_probability"),
+    [(0.7, 0.0), (0.0, 0.3), (0.2, 0.0), (0.0, 0.8)],
+)
+def test_each_variation_probability_is_honoured(crossover_probability, mutation_probability):
+    """Over 10,000 individuals, the share crossed and the share mutated are each its own
+    probability (binomial test), with the other operator switched off."""
+    from scipy.stats import binomtest
+
+    ga = GeneticAlgorithm(
+        GASettings(crossover_probability=crossover_probability, mutation_probability=mutation_probability)
+    )
+    rng = np.random.default_rng(7)
+    parents = rng.normal(size=(50, 9))
+    touched = sum(ga._vary(parents, rng)[1].sum() for _ in range(200))
+    if crossover_probability:  # crossed pairs touch both members: count pairs
+        trials, hits, p = 200 * 25, touched // 2, crossover_probability
+    else:
+        trials, hits, p = 200 * 50, touched, mutation_probability
+    assert binomtest(int(hits), trials, p).pvalue > 1e-4

@@ -126,6 +126,18 @@ def test_irprop_plus_backtracks_only_where_the_error_rose():
     np.testing.assert_allclose(theta, THETA + step1 + step2, rtol=1e-15)
 
 
+def test_irprop_plus_does_not_backtrack_when_the_error_is_unchanged():
+    # E(t) = E(t-1) is not a rise: flipped weights take no step, as in irprop-.
+    theta, state = two_steps(rprop("irprop+"), losses=(np.array([2.0, 0.5]), np.array([2.0, 0.5])))
+    _, minus = two_steps(rprop("irprop-"))
+    step1 = -np.sign(G1) * 0.1
+    flipped = G1 * G2 < 0
+    delta2 = np.array([[0.12, 0.05, 0.12], [0.05, 0.1, 0.05]])
+    np.testing.assert_allclose(theta, THETA + step1 + np.where(flipped, 0.0, -np.sign(G2) * delta2), rtol=1e-15)
+    np.testing.assert_array_equal(state.prev_update, np.where(flipped, 0.0, -np.sign(G2) * delta2))
+    np.testing.assert_array_equal(state.prev_grad, minus.prev_grad)
+
+
 def test_irprop_plus_needs_the_loss():
     rule = rprop("irprop+")
     with pytest.raises(ValueError, match="irprop\\+ needs the loss"):

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import datasets
-import optimizers
 from bench.config import ConfigError, from_dict
 from bench.mlp import MLP
 from bench.runner import run_cell
@@ -93,8 +92,43 @@ def test_bad_restart_settings_are_named(settings, path, message):
     assert info.value.path == path and message in info.value.message
 
 
-def test_restart_weights_are_shared_across_base_optimizers():
-    # Restarts draw from the run's "restarts" stream, whatever the base: paired comparisons.
-    a = optimizers.build("restarts", optimizers.make_settings("restarts", base="gd"))
-    b = optimizers.build("restarts", optimizers.make_settings("restarts", base="momentum"))
-    assert a.stream == b.stream == "restarts"
+def test_restart_weights_are_shared_across_base_optimizers(monkeypatch):
+    """The k-th restart of run i starts from the same weights whatever the base (paired comparisons)."""
+    from optimizers.protocol import GradientMethod
+
+    starts: list[tuple[tuple[int, ...], np.ndarray]] = []
+    original = GradientMethod.init
+
+    def recording(self, theta0, problem, rngs=None):
+        starts.append((tuple(problem.rows), np.array(theta0)))
+        return original(self, theta0, problem, rngs)
+
+    monkeypatch.setattr(GradientMethod, "init", recording)
+    per_base = []
+    for base, settings in (("gd", {"learning_rate": 0.5}), ("momentum", {"learning_rate": 0.2, "momentum": 0.9})):
+        starts.clear()
+        doc = xor_doc({"name": "restarts", "base": base, "base_settings": settings, "patience": 30, "min_delta": 0.05})
+        run_cell(from_dict(doc).cells()[0])
+        attempts: dict[int, list[np.ndarray]] = {}
+        for rows, theta in starts[1:]:  # starts[0]: the first attempt of every run
+            for row, weights in zip(rows, theta):
+                attempts.setdefault(row, []).append(weights)
+        per_base.append(attempts)
+    gd, momentum = per_base
+    compared = 0
+    for run in set(gd) & set(momentum):
+        for a, b in zip(gd[run], momentum[run]):
+            np.testing.assert_array_equal(a, b)
+            compared += 1
+    assert compared >= 20  # many restarts of many runs were compared
+    assert any(len(gd[r]) != len(momentum.get(r, [])) for r in gd)  # the bases restart at different times
+
+
+def test_an_attempt_that_diverges_is_restarted():
+    doc = xor_doc({"name": "restarts", "base": "gd", "base_settings": {"learning_rate": 1e6}, "patience": 1e9})
+    doc["datasets"] = [{"name": "diabetes", "model": {"hidden": [3], "activation": "identity", "reduction": "mean"}}]
+    runs, _ = run_cell(from_dict(doc).cells()[0])
+    # A window of 1e9 cost units never stalls: every restart was a divergence.
+    assert (runs["restarts"] > 0).all()
+    assert np.isfinite(runs["final_loss"]).all() and (runs["status"] != "diverged").all()
+    np.testing.assert_array_equal(runs["grad_evals"], runs["epochs"] + 1 + runs["restarts"])

@@ -85,9 +85,13 @@ def test_an_earlier_state_is_not_changed_by_later_pushes():
 
 @dataclasses.dataclass(frozen=True)
 class ScriptedSettings:
-    """Loss = exp(-rate * cost): the same relative drop, 1 - exp(-rate * w), over every window w."""
+    """Loss = exp(-rate * c) up to cost ``switch``, then falls at ``late_rate``; +inf from cost
+    ``diverge_at`` on.  Over a window w of one rate the relative drop is 1 - exp(-rate * w)."""
 
     rate: float = 0.0
+    late_rate: float = 0.0
+    switch: float = 1e9
+    diverge_at: float = 1e9
 
 
 class ScriptedState(NamedTuple):
@@ -103,11 +107,13 @@ class Scripted:
     stream = "scripted"
 
     def __init__(self, settings: ScriptedSettings) -> None:
-        self.rate = settings.rate
+        self.s = settings
 
     def _state(self, theta, problem):
         problem.evaluate(theta)  # charge the evaluation
-        return ScriptedState(theta, np.exp(-self.rate * problem.cost))
+        c, s = problem.cost, self.s
+        loss = np.exp(-s.rate * np.minimum(c, s.switch) - s.late_rate * np.maximum(c - s.switch, 0.0))
+        return ScriptedState(theta, np.where(c >= s.diverge_at, np.inf, loss))
 
     def init(self, theta0, problem, rngs):
         return self._state(np.zeros_like(theta0), problem)
@@ -116,30 +122,58 @@ class Scripted:
         return self._state(state.theta, problem)
 
 
-def scripted_runs(drop_per_window: float, stagnation: bool = False):
-    budget, patience = 1200, 0.25  # a window of 300 cost units = 100 steps
-    rate = -np.log1p(-drop_per_window) / (patience * budget)
+BUDGET, WINDOW = 1200, 300  # the default window: 0.25 x budget
+
+
+def rate_for(drop: float, window: float = WINDOW) -> float:
+    """The rate whose relative drop over ``window`` cost units is ``drop``."""
+    return float(-np.log1p(-drop) / window)
+
+
+def scripted_runs(stopping: dict | None = None, **settings):
     doc = {
-        "experiment": {"name": "scripted", "seed": 0, "runs": 3, "budget": budget},
-        "stopping": {"patience": patience, "min_delta": 1e-3, "stagnation": stagnation},
+        "experiment": {"name": "scripted", "seed": 0, "runs": 3, "budget": BUDGET},
         "datasets": [{"name": "xor"}],
-        "optimizers": [{"name": "scripted_test", "rate": float(rate)}],
+        "optimizers": [{"name": "scripted_test", **settings}],
     }
+    if stopping is not None:
+        doc["stopping"] = stopping
     return run_cell(from_dict(doc).cells()[0])[0]
 
 
 @pytest.mark.parametrize(("drop", "status"), [(0.00099, "stuck"), (0.00101, "unfinished")])
 def test_stuck_is_a_drop_of_at_most_min_delta_over_the_window(drop, status):
-    runs = scripted_runs(drop)
+    runs = scripted_runs({"patience": 0.25, "min_delta": 1e-3}, rate=rate_for(drop))
     assert (runs["status"] == status).all()
-    assert (runs["cost"] == 1200).all()  # stagnation stopping is off by default: the budget is spent
+    assert (runs["cost"] == BUDGET).all()  # stagnation stopping is off by default: the budget is spent
     # The README's words, on the stored numbers: the best loss one window before the end.
-    np.testing.assert_allclose(runs["best_loss"], np.exp(np.log1p(-drop) * 1200 / 300), rtol=1e-12)
+    np.testing.assert_allclose(runs["best_loss"], np.exp(np.log1p(-drop) * BUDGET / WINDOW), rtol=1e-12)
 
 
 def test_stagnation_stops_a_run_once_it_has_been_watched_for_a_whole_window():
-    stuck = scripted_runs(0.00099, stagnation=True)
+    stuck = scripted_runs({"stagnation": True}, rate=rate_for(0.00099))
     assert (stuck["status"] == "stuck").all()
     assert (stuck["cost"] == 303).all()  # the first evaluation (cost 3) is one window back at 303
-    moving = scripted_runs(0.00101, stagnation=True)
-    assert (moving["status"] == "unfinished").all() and (moving["cost"] == 1200).all()
+    moving = scripted_runs({"stagnation": True}, rate=rate_for(0.00101))
+    assert (moving["status"] == "unfinished").all() and (moving["cost"] == BUDGET).all()
+
+
+def test_the_default_window_is_the_last_quarter_of_the_budget():
+    """5 % down over the third quarter, 0.05 % over the last: stuck over a quarter, not over a half."""
+    runs = scripted_runs(rate=rate_for(0.05), switch=BUDGET - WINDOW, late_rate=rate_for(0.0005))
+    assert (runs["status"] == "stuck").all()
+    halves = scripted_runs({"patience": 0.5}, rate=rate_for(0.05), switch=BUDGET - WINDOW, late_rate=rate_for(0.0005))
+    assert (halves["status"] == "unfinished").all()
+
+
+def test_the_default_drop_is_one_tenth_of_a_percent():
+    """0.5 % down over every window: still improving by the default's measure, stuck at 1 %."""
+    assert (scripted_runs(rate=rate_for(0.005))["status"] == "unfinished").all()
+    assert (scripted_runs({"min_delta": 0.01}, rate=rate_for(0.005))["status"] == "stuck").all()
+
+
+def test_a_loss_that_overflows_to_inf_is_diverged():
+    runs = scripted_runs(rate=rate_for(0.5), diverge_at=600)
+    assert (runs["status"] == "diverged").all()
+    assert (runs["final_loss"] == np.inf).all() and (runs["cost"] == 600).all()
+    assert runs["cost_to_success"].isna().all()

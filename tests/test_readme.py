@@ -1,0 +1,108 @@
+"""What the README promises, held against what the code does: definitions, defaults, columns."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import datasets
+from bench import config
+from bench.cli import main
+from bench.config import Record, Stopping, from_dict
+from bench.runner import hyperparameter_columns, run_cell, status_meanings
+from optimizers.restarts import RestartSettings
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def test_the_statuses_are_defined_in_the_words_of_every_report():
+    for status, meaning in status_meanings(Stopping()).items():
+        assert f"- **{status}**: {meaning}" in README, status
+
+
+def test_the_stopping_defaults_are_the_readmes():
+    default = Stopping()
+    assert f"`patience` = {default.patience}" in README and f"`min_delta` = {default.min_delta}" in README
+    assert default.stagnation is False and "it is off by default" in README
+    assert Record().spacing == "log" and "log-spaced in cost by default" in README
+
+
+def test_the_restart_trigger_defaults_are_the_readmes():
+    default = RestartSettings()
+    assert f"`patience` cost units, default {default.patience:,.0f}" in README
+    assert f"`min_delta`, default {default.min_delta}" in README
+
+
+def test_an_epoch_is_a_step_and_the_first_evaluation_is_not_one(tiny):
+    assert "`grad_evals = epochs + 1`" in README
+    runs, curves = run_cell(from_dict(tiny).cells()[0])
+    np.testing.assert_array_equal(runs["grad_evals"], runs["epochs"] + 1)
+    assert (curves.groupby("run")["epoch"].min() == 0).all()
+
+
+def test_curves_are_log_spaced_by_default(tiny):
+    tiny["optimizers"] = [{"name": "gd", "learning_rate": 0.01}]  # never solves: runs to the budget
+    tiny.pop("record")
+    _, curves = run_cell(from_dict(tiny).cells()[0])
+    budget = tiny["experiment"]["budget"]
+    one = curves[curves["run"] == 0]["cost"].to_numpy()
+    # A point at the first evaluation (cost 3) and at the first evaluation at or past each of 50
+    # log-spaced marks from 1 to the budget, up to the stop (the last step that fits).
+    marks = np.ceil(np.geomspace(1, budget, Record().checkpoints))
+    due = np.unique(np.concatenate([[3.0], 3 * np.ceil(marks / 3)]))
+    np.testing.assert_array_equal(one, np.append(due[due < one[-1]], one[-1]))
+    assert (one <= budget / 10).sum() > 4 * (one >= budget * 0.9).sum()
+
+
+def documented_columns(table_heading: str) -> list[str]:
+    """Column names in backticks from the README's table after ``table_heading``."""
+    section = README[README.index(table_heading) :]
+    rows = re.findall(r"^\| (`[^|]+`) \|", section[: section.index("\n\n", section.index("| ---"))], re.M)
+    return [name for row in rows for name in re.findall(r"`([^`]+)`", row)]
+
+
+def test_the_runs_table_has_the_documented_columns(tiny):
+    tiny["optimizers"] = [
+        {"name": "gd"},
+        {"name": "restarts", "patience": 60},
+        {"name": "ga", "population_size": 6},
+    ]
+    base = documented_columns("`runs.parquet` has one row per run")
+    assert len(base) == 24
+    extras = {"gd": [], "restarts": ["restarts", "restart_cost"], "ga": ["generations", "evaluations"]}
+    for cell in from_dict(tiny).cells():
+        runs, curves = run_cell(cell)
+        assert list(runs.columns[: len(base)]) == base
+        rest = list(runs.columns[len(base) :])
+        assert rest == extras[cell.optimizer.name] + list(hyperparameter_columns(cell))
+        written = re.search(r"with the columns (.+?)\.\n", README, re.S).group(1)
+        assert list(curves.columns) == re.findall(r"`([^`]+)`", written)
+
+
+@pytest.mark.parametrize(("name", "share"), [("moons", 0.25), ("iris", 0.25), ("wine", 0.25), ("digits", 0.2)])
+def test_the_scikit_learn_splits_are_the_readmes(name, share):
+    assert "split 75/25 (digits 80/20; stratified, seeded)" in README
+    data = datasets.load(name)
+    n = len(data.X_train) + len(data.X_test)
+    assert len(data.X_test) == math.ceil(share * n)
+
+
+def test_the_stored_config_reproduces_the_results(tiny, tmp_path):
+    """Run a config, then run the config.toml it wrote: the same tables."""
+    tiny["optimizers"].append({"name": "restarts", "base": "rprop", "patience": 60})
+    source = tmp_path / "mine.toml"
+    source.write_text(config.to_toml(config.from_dict(tiny).to_dict()))
+    assert main(["run", str(source), "--out", str(tmp_path / "a"), "--workers", "1", "--no-report"]) == 0
+    first = next((tmp_path / "a" / "tiny").glob("*/config.toml"))
+    assert main(["run", str(first), "--out", str(tmp_path / "b"), "--workers", "1", "--no-report"]) == 0
+    tables = []
+    for out in ("a", "b"):
+        version = next((tmp_path / out / "tiny").glob("*/runs.parquet")).parent
+        tables.append([pd.read_parquet(version / f"{t}.parquet") for t in ("runs", "curves")])
+    pd.testing.assert_frame_equal(tables[0][0].drop(columns="wall_time"), tables[1][0].drop(columns="wall_time"))
+    pd.testing.assert_frame_equal(tables[0][1], tables[1][1])
