@@ -90,17 +90,32 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return Path(path)
 
 
+class LossTicks(LogLocator):
+    """Log ticks that stay readable whatever the range: 1, 2, 3 and 5 times powers of ten over
+    at most two decades, powers of ten (thinned to about six) over more."""
+
+    def __init__(self) -> None:
+        super().__init__(base=10)
+
+    def tick_values(self, vmin: float, vmax: float) -> np.ndarray:
+        low, high = sorted((vmin, vmax))
+        narrow = low > 0 and np.log10(high) - np.log10(low) <= 2
+        self.set_params(subs=(1.0, 2.0, 3.0, 5.0) if narrow else (1.0,), numticks=6)
+        return super().tick_values(vmin, vmax)
+
+
 def _log_loss_axis(ax: Axes, which: str) -> None:
     """Log scale with plain labels ("0.3", "1e-05") on the "x" or "y" axis of ``ax``.
 
     A loss range under one decade gets labelled minor ticks, and the default "3x10^-1" labels of
-    neighbouring ticks run into each other.
+    neighbouring ticks run into each other; a range of many decades labelled at 1-2-3-5 runs
+    them into each other too.
     """
     getattr(ax, f"set_{which}scale")("log")
     axis = ax.xaxis if which == "x" else ax.yaxis
-    # Labelled ticks at 1, 2, 3 and 5 times powers of ten, formatted plainly; other minor
-    # ticks unlabelled, so narrow ranges never crowd the axis with identical labels.
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+    # Labelled major ticks as LossTicks places them, formatted plainly; minor ticks unlabelled,
+    # so narrow ranges never crowd the axis with identical labels.
+    axis.set_major_locator(LossTicks())
     axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.2g}"))
     axis.set_minor_formatter(NullFormatter())
 

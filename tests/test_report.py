@@ -131,3 +131,19 @@ def test_plots_edge_cases(tmp_path: Path, case: str) -> None:
         ]
     for path in paths:
         assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+@pytest.mark.parametrize(
+    ("low", "high"), [(0.2, 0.3), (0.06, 0.5), (0.05, 6.0), (2e-8, 2.4), (1e-30, 1.0), (1e-300, 1e10)]
+)
+def test_log_axes_get_a_few_distinct_labels_whatever_the_range(low, high):
+    """Between 2 and 8 labelled ticks inside the range, each label different (none run together)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    plots._log_loss_axis(ax, "x")
+    ax.set_xlim(low, high)
+    ticks = [t for t in ax.xaxis.get_major_locator()() if low <= t <= high]
+    labels = [ax.xaxis.get_major_formatter()(t, i) for i, t in enumerate(ticks)]
+    plt.close(fig)
+    assert 2 <= len(ticks) <= 8 and len(set(labels)) == len(labels), labels
