@@ -483,6 +483,21 @@ class MLP:
                     grad[rows] = self._backward(theta[rows], X1, hidden, delta)
         return loss, grad, out
 
+    def hvp(self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, V: np.ndarray) -> np.ndarray:
+        """Hessian of the training loss times a direction per run, H(theta_r) V_r: (R, P).
+
+        Exact (Pearlmutter's R-operator, ``bench.hessian``), about two gradients' cost.
+        """
+        from bench.hessian import hvp
+
+        return hvp(self, theta, X, Y, V)
+
+    def hessian(self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        """The Hessian of the training loss per run, (R, P, P), exact and symmetric (``bench.hessian``)."""
+        from bench.hessian import hessian
+
+        return hessian(self, theta, X, Y)
+
     def _backward(
         self,
         theta: np.ndarray,

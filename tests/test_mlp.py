@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import away_from_relu_kinks
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -50,31 +51,11 @@ def test_gradient_matches_central_differences(sizes, hidden, pair, reduction, se
     rng = np.random.default_rng(seed)
     net = MLP(sizes, hidden, output, loss, reduction)
     X, Y = make_data(rng, 5, sizes[0], sizes[-1], output)
-    theta = net.init(rng, 3, "uniform", 1.0)
-    if hidden == "relu":
-        # Differences across the kink are not derivatives: keep every hidden pre-activation at
-        # least 1e-3 from it (a step of 1e-6 moves them by far less), redrawing until it is.
-        for _ in range(100):
-            if min_abs_hidden_preactivation(net, theta, X) >= 1e-3:
-                break
-            theta = net.init(rng, 3, "uniform", 1.0)
-        assert min_abs_hidden_preactivation(net, theta, X) >= 1e-3
+    theta = away_from_relu_kinks(net, lambda: net.init(rng, 3, "uniform", 1.0), X)
     _, grad = net.loss_and_grad(theta, X, Y)
     numeric = central_differences(net, theta, X, Y)
     scale = np.linalg.norm(grad) + np.linalg.norm(numeric)
     assert np.linalg.norm(grad - numeric) <= 1e-6 * max(scale, 1e-12)
-
-
-def min_abs_hidden_preactivation(net: MLP, theta: np.ndarray, X: np.ndarray) -> float:
-    """The smallest |z| of any hidden unit, pattern and run, by a plain forward pass."""
-    smallest = np.inf
-    for row in theta:
-        a = X
-        for W, b in net.unflatten(row)[:-1]:
-            z = a @ W[0] + b[0]
-            smallest = min(smallest, np.abs(z).min())
-            a = np.maximum(z, 0.0)
-    return smallest
 
 
 @pytest.mark.parametrize("hidden", HIDDEN_ACTIVATIONS)

@@ -1,4 +1,4 @@
-"""Tests of bench.plots and bench.report: files written, valid PNGs, no warnings, edge cases."""
+"""Tests of bench.report (plots and REPORT.md): files written, valid PNGs, no warnings, edge cases."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import plots
-from bench.report import write_report
+from bench.report import plots, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 OPTIMIZERS = ["rprop(variant=irprop-)", "gd(learning_rate=0.5)", "momentum(learning_rate=0.1, nesterov=True)"]

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import plots
 from bench.analysis import markdown_table, summary, summary_for_display
 from bench.config import Stopping
+from bench.report import plots
 from bench.runner import status_meanings
 from bench.store import atomic_path
 
