@@ -111,7 +111,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_cell_job(cell: Cell, batch: int | None) -> tuple[str, object, object]:
+def _run_cell_job(cell: Cell, batch: int | None) -> tuple[str, object]:
     from threadpoolctl import threadpool_limits
 
     from bench.runner import run_cell
@@ -119,8 +119,8 @@ def _run_cell_job(cell: Cell, batch: int | None) -> tuple[str, object, object]:
     keep_freed_memory()  # in a spawned worker too
     # One BLAS thread always: the numbers then cannot depend on how many threads or workers run.
     with threadpool_limits(1):
-        runs, curves = run_cell(cell, batch)
-    return cell.key, runs, curves
+        tables = run_cell(cell, batch)
+    return cell.key, tables
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -155,21 +155,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         with ProcessPoolExecutor(min(args.workers, len(todo)), mp_context=get_context("spawn")) as pool:
             futures = [pool.submit(_run_cell_job, cell, args.batch) for cell in todo]
             for future in as_completed(futures):
-                key, runs, curves = future.result()
-                results.save_cell(by_key[key], runs, curves)
+                key, tables = future.result()
+                results.save_cell(by_key[key], tables)
                 bar.set_postfix_str(f"{by_key[key].dataset.label} / {by_key[key].optimizer.label}"[:60])
                 bar.update()
     else:
         for cell in todo:
             bar.set_postfix_str(f"{cell.dataset.label} / {cell.optimizer.label}"[:60])
-            _, runs, curves = _run_cell_job(cell, args.batch)
-            results.save_cell(cell, runs, curves)
+            _, tables = _run_cell_job(cell, args.batch)
+            results.save_cell(cell, tables)
             bar.update()
     bar.close()
 
-    runs, curves = results.load_cells(cells)
-    results.save_tables(runs, curves)
+    tables = results.load_cells(cells)
+    results.save_tables(tables)
     results.finish()
+    runs, curves = tables.runs, tables.curves
     print(analysis.format_table(analysis.summary_for_display(analysis.summary(runs))))
     if not args.no_report:
         report_path = _write_report(results.path, runs, curves)

@@ -90,8 +90,90 @@ class Stopping:
 
 @dataclass(frozen=True)
 class Record:
+    """What the runner records besides the runs table.
+
+    checkpoints, spacing : curve points per run, spaced in cost ("log" or "linear").
+    plateau_window, plateau_min_delta : a plateau episode is a stretch during which the run is
+        not solved and its best loss falls by at most ``plateau_min_delta`` over
+        ``plateau_window`` x budget cost units (the rule of "stuck", on a shorter window).
+    trajectories : the parameter vector is kept at every curve point of the first this-many runs
+        of each cell (for the loss-landscape slices).
+    """
+
     checkpoints: int = 50
     spacing: str = "log"
+    plateau_window: float = 0.05
+    plateau_min_delta: float = 1e-3
+    trajectories: int = 1
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Tolerances of the end-point analysis (``bench.analysis``); they do not change training, so
+    they are not part of the config's hash: change them and rerun ``python -m bench analyze``.
+
+    grad_tol : the gradient is small when the norm of the per-pattern loss's gradient is at most
+        this (the loss divided by the number of training patterns when the reduction is "sum").
+    eig_tol : an eigenvalue of that loss's Hessian is near zero when |lambda| <= eig_tol x the
+        largest |lambda|, negative when lambda < -eig_tol x the largest |lambda|.
+    saturation_slope : a hidden unit is saturated on a pattern when its slope is below this share
+        of the activation's largest slope (dead, for a relu).
+    saturated_share, large_weight : "saturated" end point: at least this share of the hidden
+        (unit, pattern) pairs saturated, and a parameter of magnitude at least ``large_weight``.
+    escape_directions, escape_radius, escape_steps, escape_drop : the escape test of a candidate
+        minimum: perturb it in this many random directions, each of norm escape_radius x
+        sqrt(P) (an RMS move of escape_radius per parameter), run plain gradient descent with
+        step 1 / (largest Hessian eigenvalue) for escape_steps steps; it is a minimum if no loss
+        along the way is below (1 - escape_drop) x its own.  0 directions: no escape test.
+    hessian_limit : full Hessian spectra up to this many parameters; beyond, only the extreme
+        eigenvalues (Lanczos on Hessian-vector products).
+    attractor_tol : two end points are the same attractor when their outputs on every training
+        input differ by at most this.
+    interpolation_points : points on each straight line (initial -> end, between attractors).
+    slice_run, slice_optimizer, slice_points, slice_radius : the 2-D loss slice of one run per
+        dataset (run index, optimizer label, "" for the first), on a slice_points^2 grid over
+        [-slice_radius, slice_radius]^2 in filter-normalised directions.
+    """
+
+    grad_tol: float = 1e-4
+    eig_tol: float = 1e-4
+    saturation_slope: float = 1e-3
+    saturated_share: float = 0.5
+    large_weight: float = 10.0
+    escape_directions: int = 4
+    escape_radius: float = 0.1
+    escape_steps: int = 500
+    escape_drop: float = 0.01
+    hessian_limit: int = 2500
+    attractor_tol: float = 0.05
+    interpolation_points: int = 33
+    slice_run: int = 0
+    slice_optimizer: str = ""
+    slice_points: int = 25
+    slice_radius: float = 1.0
+
+
+# name -> (low, high, low_open, high_open); None for no bound
+_RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "plateau_window": (0, 1, True, True),
+    "plateau_min_delta": (0, 1, False, True),
+    "trajectories": (0, None, False, False),
+    "grad_tol": (0, None, True, False),
+    "eig_tol": (0, 1, True, True),
+    "saturation_slope": (0, 1, True, True),
+    "saturated_share": (0, 1, True, False),
+    "large_weight": (0, None, True, False),
+    "escape_directions": (0, None, False, False),
+    "escape_radius": (0, None, True, False),
+    "escape_steps": (1, None, False, False),
+    "escape_drop": (0, 1, True, True),
+    "hessian_limit": (1, None, False, False),
+    "attractor_tol": (0, None, True, False),
+    "interpolation_points": (3, None, False, False),
+    "slice_run": (0, None, False, False),
+    "slice_points": (3, None, False, False),
+    "slice_radius": (0, None, True, False),
+}
 
 
 @dataclass(frozen=True)
@@ -151,6 +233,7 @@ class Config:
     record: Record = field(default_factory=Record)
     description: str = ""
     source: str = "<config>"
+    analysis: Analysis = field(default_factory=Analysis)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain values (what is hashed and written as config.toml)."""
@@ -164,6 +247,7 @@ class Config:
             },
             "stopping": dataclasses.asdict(self.stopping),
             "record": dataclasses.asdict(self.record),
+            "analysis": dataclasses.asdict(self.analysis),
             "datasets": [
                 {
                     "name": d.name,
@@ -182,9 +266,11 @@ class Config:
 
     @property
     def hash(self) -> str:
-        """Hash of everything that decides the results (the description is left out)."""
+        """Hash of everything that decides the results (the description and the analysis
+        tolerances, which do not change training, are left out)."""
         content = self.to_dict()
         content["experiment"].pop("description")
+        content.pop("analysis")
         return stable_hash(content)
 
     def cells(self) -> list[Cell]:
@@ -348,6 +434,7 @@ def from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
 
     stopping = _read_stopping(top.take("stopping", dict, {}), source)
     record = _read_record(top.take("record", dict, {}), source)
+    analysis = _read_analysis(top.take("analysis", dict, {}), source)
     base_model = _read_model(top.take("model", dict, {}), source, "model", ModelSpec())
 
     raw_datasets = top.take("datasets", list)
@@ -358,7 +445,7 @@ def from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
     if not raw_optimizers:
         raise top.error("optimizers", 'list at least one optimizer, e.g. [[optimizers]] name = "gd"')
     opts = tuple(o for i, t in enumerate(raw_optimizers) for o in _read_optimizer(t, source, f"optimizers[{i}]"))
-    top.done(["experiment", "stopping", "record", "model", "datasets", "optimizers"])
+    top.done(["experiment", "stopping", "record", "analysis", "model", "datasets", "optimizers"])
 
     for what, items in (("datasets", specs), ("optimizers", opts)):
         labels = [x.label for x in items]
@@ -367,7 +454,7 @@ def from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
                 raise ConfigError(
                     source, what, f'two entries are labelled {label!r}; give each a distinct label = "..."'
                 )
-    return Config(name, seed, runs, budget, specs, opts, stopping, record, description, source)
+    return Config(name, seed, runs, budget, specs, opts, stopping, record, description, source, analysis)
 
 
 def _read_stopping(table: Any, source: str) -> Stopping:
@@ -389,14 +476,37 @@ def _read_stopping(table: Any, source: str) -> Stopping:
 
 def _read_record(table: Any, source: str) -> Record:
     r = _Reader(table, source, "record")
-    default = Record()
-    rec = Record(r.positive_int("checkpoints", default.checkpoints), r.take("spacing", str, default.spacing))
+    rec = _read_flat(r, Record)
+    if rec.checkpoints < 1:
+        raise r.error("checkpoints", f"must be >= 1, got {rec.checkpoints}")
     if rec.spacing not in ("log", "linear"):
         raise r.error(
             "spacing", f"must be 'log' or 'linear', got {rec.spacing!r}{did_you_mean(rec.spacing, ['log', 'linear'])}"
         )
-    r.done(["checkpoints", "spacing"])
     return rec
+
+
+def _read_analysis(table: Any, source: str) -> Analysis:
+    return _read_flat(_Reader(table, source, "analysis"), Analysis)
+
+
+def _read_flat(r: _Reader, cls: type) -> Any:
+    """A flat settings dataclass from a table: each field typed like its default, ranges checked."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        value = r.take(f.name, type(f.default), f.default)
+        if f.name in _RANGES:
+            low, high, low_open, high_open = _RANGES[f.name]
+            if (
+                (low is not None and (value <= low if low_open else value < low))
+                or (high is not None and (value >= high if high_open else value > high))
+                or value != value  # NaN
+            ):
+                interval = f"{'(' if low_open else '['}{low}, {'inf' if high is None else high}{')' if high_open or high is None else ']'}"
+                raise r.error(f.name, f"must be in {interval}, got {value}")
+        values[f.name] = value
+    r.done([f.name for f in dataclasses.fields(cls)])
+    return cls(**values)
 
 
 def _choice(r: _Reader, key: str, value: Any, choices: tuple[str, ...]) -> None:

@@ -24,7 +24,7 @@ import pandas as pd
 
 import optimizers
 from bench import seeding
-from bench.config import Cell, Stopping, stable_hash
+from bench.config import Cell, Record, Stopping, stable_hash
 from bench.problem import Problem
 from optimizers.base import tree_take
 from optimizers.stagnation import Window, window_push, window_stalled, window_start
@@ -99,15 +99,26 @@ def checkpoint_marks(budget: int, count: int, spacing: str) -> np.ndarray:
     return np.unique(np.ceil(marks))
 
 
-def run_cell(cell: Cell, batch: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train all runs of ``cell``; returns (runs table, curves table).
+class CellTables(NamedTuple):
+    """What the runner writes for one cell."""
+
+    runs: pd.DataFrame  # one row per run
+    curves: pd.DataFrame  # one row per run per checkpoint
+    plateaus: pd.DataFrame  # one row per plateau episode
+
+
+PLATEAU_COLUMNS = ["run", "start_cost", "end_cost", "start_loss", "end_loss", "outcome"]
+
+
+def run_cell(cell: Cell, batch: int | None = None) -> CellTables:
+    """Train all runs of ``cell``; returns its tables (runs, curves, plateau episodes).
 
     ``batch`` caps how many runs share one engine call; the numbers do not depend on it.
     """
     runs = list(cell.runs)
     size = len(runs) if batch is None else max(1, batch)
     parts = [_run_batch(cell, runs[i : i + size]) for i in range(0, len(runs), size)]
-    return (pd.concat([p[0] for p in parts], ignore_index=True), pd.concat([p[1] for p in parts], ignore_index=True))
+    return CellTables(*(pd.concat([p[k] for p in parts], ignore_index=True) for k in range(3)))
 
 
 class _Running(NamedTuple):
@@ -118,6 +129,10 @@ class _Running(NamedTuple):
     best: np.ndarray  # (R,) best loss so far
     next_mark: np.ndarray  # (R,) cost at which the next curve point is due
     window: Window  # the best loss's recent history, for "stuck"
+    plateau_window: Window  # the same on the plateau window
+    plateau_start: np.ndarray  # (R,) cost at which the current plateau episode began; NaN if none
+    plateau_loss: np.ndarray  # (R,) best loss when it began
+    plateau_end: np.ndarray  # (R,) cost at which the last episode ended (-inf before the first)
 
 
 class _Final(NamedTuple):
@@ -130,15 +145,16 @@ class _Final(NamedTuple):
     theta: np.ndarray  # (n, P)
     cost_to_success: np.ndarray
     wall: np.ndarray
+    plateau_cost: np.ndarray  # cost units spent on plateau episodes
+    plateaus: np.ndarray  # number of plateau episodes
     extras: dict[str, np.ndarray]  # the optimizer's extra columns (restarts, generations, ...)
 
 
-def _run_batch(cell: Cell, runs: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _run_batch(cell: Cell, runs: list[int]) -> CellTables:
     start = time.perf_counter()
     data, net = cell.dataset.load(), cell.dataset.network()
     n = len(runs)
-    budget, stop = cell.dataset.budget, cell.config.stopping
-    window_width = stop.patience * budget
+    budget, stop, record = cell.dataset.budget, cell.config.stopping, cell.config.record
     theta0 = initial_parameters(cell, runs)
     problem = Problem(data, net, n, cell.dataset.model.init, cell.dataset.model.init_scale)
     opt = build_optimizer(cell)
@@ -154,36 +170,53 @@ def _run_batch(cell: Cell, runs: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]
         theta=np.empty_like(theta0),
         cost_to_success=np.full(n, np.nan),
         wall=np.full(n, np.nan),
+        plateau_cost=np.zeros(n),
+        plateaus=np.zeros(n, dtype=np.int64),
         extras={},
     )
-    # The first evaluation is always a curve point (a due mark of 0).
-    live = _Running(np.arange(n), np.zeros(n, dtype=np.int64), np.full(n, np.inf), np.zeros(n), window_start(n))
-    marks = checkpoint_marks(budget, cell.config.record.checkpoints, cell.config.record.spacing)
+    live = _Running(
+        index=np.arange(n),
+        epochs=np.zeros(n, dtype=np.int64),
+        best=np.full(n, np.inf),
+        next_mark=np.zeros(n),  # the first evaluation is always a curve point
+        window=window_start(n),
+        plateau_window=window_start(n),
+        plateau_start=np.full(n, np.nan),
+        plateau_loss=np.full(n, np.nan),
+        plateau_end=np.full(n, -np.inf),
+    )
+    marks = checkpoint_marks(budget, record.checkpoints, record.spacing)
     curve: list[dict[str, np.ndarray]] = []
+    episodes: list[dict[str, np.ndarray]] = []
+    run_ids = np.asarray(runs)
 
     while True:
         # Observe every running run's incumbent (free of cost); the state holds only running runs.
         cost = problem.cost[live.index].copy()  # a snapshot: the ledger moves on when runs step
         loss = state.loss
         best = np.fmin(live.best, loss)
-        window = window_push(live.window, cost, best, window_width)
+        window = window_push(live.window, cost, best, stop.patience * budget)
         stalled = window_stalled(window, best, stop.min_delta)
         diverged = ~np.isfinite(loss)
         out = getattr(state, "out", None)
         solved = ~diverged & problem.solved(state.theta, loss, out)
         halt = solved | diverged | (stop.stagnation & stalled) | (cost + opt.max_step_cost > budget)
-        live = live._replace(best=best, window=window)
+        live = _plateau_episodes(
+            live._replace(best=best, window=window), cost, solved | diverged, halt, record, budget, episodes, run_ids
+        )
 
         due = halt | (cost >= live.next_mark)
         if due.any():
+            kept = run_ids[live.index[due]] < record.trajectories
             curve.append(
                 {
-                    "run": np.asarray(runs)[live.index[due]],
+                    "run": run_ids[live.index[due]],
                     "epoch": live.epochs[due],
                     "cost": cost[due],
                     "loss": loss[due],
                     "best_loss": best[due],
                     "train_accuracy": problem.accuracy(state.theta[due], "train", None if out is None else out[due]),
+                    "theta": [row if keep else None for row, keep in zip(state.theta[due], kept)],
                 }
             )
             after = np.searchsorted(marks, cost[due], side="right")
@@ -211,7 +244,69 @@ def _run_batch(cell: Cell, runs: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]
         state = opt.step(state, view)
         live = live._replace(epochs=live.epochs + 1)
 
-    return _tables(cell, runs, problem, final, theta0, curve)
+    plateaus = _episodes_table(episodes)
+    np.add.at(final.plateaus, np.searchsorted(run_ids, plateaus["run"]), 1)
+    np.add.at(
+        final.plateau_cost, np.searchsorted(run_ids, plateaus["run"]), plateaus["end_cost"] - plateaus["start_cost"]
+    )
+    runs_df, curves_df = _tables(cell, runs, problem, final, theta0, curve)
+    for position, (key, value) in enumerate(identity_columns(cell).items()):
+        plateaus.insert(position, key, value)
+    return CellTables(runs_df, curves_df, plateaus)
+
+
+def _plateau_episodes(
+    live: _Running,
+    cost: np.ndarray,
+    finished: np.ndarray,
+    halt: np.ndarray,
+    record: Record,
+    budget: int,
+    episodes: list[dict[str, np.ndarray]],
+    run_ids: np.ndarray,
+) -> _Running:
+    """Follow each run on and off plateaus; append the episodes that end now to ``episodes``.
+
+    A run is on a plateau while it is not solved (nor diverged) and its best loss fell by at most
+    ``plateau_min_delta`` over the last ``plateau_window`` x budget cost units.  An episode begins
+    where that window begins (the loss has not moved since; never before the previous episode's
+    end) and ends when the run leaves the plateau ("escaped") or stops on it ("still on it").
+    """
+    window = window_push(live.plateau_window, cost, live.best, record.plateau_window * budget)
+    on = window_stalled(window, live.best, record.plateau_min_delta) & ~finished
+    was_on = ~np.isnan(live.plateau_start)
+    began = on & ~was_on
+    start, start_loss = live.plateau_start.copy(), live.plateau_loss.copy()
+    if began.any():
+        rows = np.flatnonzero(began)
+        back = window.lag[rows]
+        start[rows] = np.maximum(window.cost[rows, back], live.plateau_end[rows])
+        start_loss[rows] = window.best[rows, back]
+    ended = (was_on & ~on) | (on & halt)
+    end = live.plateau_end
+    if ended.any():
+        episodes.append(
+            {
+                "run": run_ids[live.index[ended]],
+                "start_cost": start[ended],
+                "end_cost": cost[ended],
+                "start_loss": start_loss[ended],
+                "end_loss": live.best[ended],
+                "outcome": np.where(on[ended], "still on it", "escaped"),
+            }
+        )
+        end = np.where(ended, cost, end)
+        start[ended], start_loss[ended] = np.nan, np.nan
+    return live._replace(plateau_window=window, plateau_start=start, plateau_loss=start_loss, plateau_end=end)
+
+
+def _episodes_table(episodes: list[dict[str, np.ndarray]]) -> pd.DataFrame:
+    if not episodes:
+        table = pd.DataFrame({c: pd.Series(dtype=float) for c in PLATEAU_COLUMNS})
+    else:
+        table = pd.DataFrame({k: np.concatenate([e[k] for e in episodes]) for k in PLATEAU_COLUMNS})
+    table = table.astype({"run": np.int64, "outcome": "str"})
+    return table.sort_values(["run", "start_cost"], kind="stable", ignore_index=True)
 
 
 def _tables(
@@ -245,6 +340,8 @@ def _tables(
         "cost_to_success": final.cost_to_success,
         "wall_time": final.wall,
         "grad_norm": grad_norm,
+        "plateaus": final.plateaus,
+        "plateau_share": final.plateau_cost / cell.dataset.budget,
         "theta_initial": list(theta0),
         "theta_final": list(theta),
         **final.extras,  # e.g. restarts, generations
@@ -253,7 +350,12 @@ def _tables(
     for key, value in hyperparameter_columns(cell).items():
         column = key if key not in runs_df.columns else f"{cell.optimizer.name}.{key}"  # never overwrite a record
         runs_df[column] = [value] * len(runs_df)
-    curves_df = pd.DataFrame({k: np.concatenate([c[k] for c in curve]) for k in curve[0]})
+    curves_df = pd.DataFrame(
+        {
+            k: [x for c in curve for x in c[k]] if k == "theta" else np.concatenate([c[k] for c in curve])
+            for k in curve[0]
+        }
+    )
     curves_df = curves_df.sort_values(["run", "cost"], kind="stable", ignore_index=True)
     for position, (key, value) in enumerate(ident.items()):
         curves_df.insert(position, key, value)

@@ -3,9 +3,10 @@
     results/<experiment>/<config hash>/
         config.toml        the resolved config (runnable: it reproduces these results)
         manifest.json      package versions, git commit, config hash, command, start/end times
-        cells/<cell key>/  runs.parquet + curves.parquet of one finished cell
+        cells/<cell key>/  runs.parquet, curves.parquet and plateaus.parquet of one finished cell
         runs.parquet       all cells' runs, one row per run
         curves.parquet     all cells' curve points
+        plateaus.parquet   all cells' plateau episodes
         REPORT.md, figures/
     results/<experiment>/latest   the hash of the most recently run config
 
@@ -33,6 +34,7 @@ from typing import Any
 import pandas as pd
 
 from bench.config import Cell, Config, to_toml
+from bench.runner import CellTables
 
 PACKAGES = ("numpy", "scipy", "scikit-learn", "deap", "optuna", "pandas", "pyarrow", "matplotlib", "seaborn", "tqdm")
 
@@ -121,24 +123,28 @@ class ResultStore:
         path = self.path / "manifest.json"
         return json.loads(path.read_text()) if path.is_file() else {}
 
-    def save_cell(self, cell: Cell, runs: pd.DataFrame, curves: pd.DataFrame) -> None:
-        """Write one finished cell: both tables appear together (a folder renamed into place)."""
+    def save_cell(self, cell: Cell, tables: CellTables) -> None:
+        """Write one finished cell: its tables appear together (a folder renamed into place)."""
         target = self.cell_dir(cell)
         if target.exists():  # another writer finished the same cell first: same numbers
             return
         with atomic_path(target) as temporary:
             temporary.mkdir()
-            runs.to_parquet(temporary / "runs.parquet", index=False)
-            curves.to_parquet(temporary / "curves.parquet", index=False)
+            for name, table in tables._asdict().items():
+                table.to_parquet(temporary / f"{name}.parquet", index=False)
 
-    def load_cells(self, cells: Iterable[Cell]) -> tuple[pd.DataFrame, pd.DataFrame]:
-        runs = [pd.read_parquet(self.cell_dir(c) / "runs.parquet") for c in cells]
-        curves = [pd.read_parquet(self.cell_dir(c) / "curves.parquet") for c in cells]
-        return pd.concat(runs, ignore_index=True), pd.concat(curves, ignore_index=True)
+    def load_cells(self, cells: Iterable[Cell]) -> CellTables:
+        cells = list(cells)
+        return CellTables(
+            *(
+                pd.concat([pd.read_parquet(self.cell_dir(c) / f"{name}.parquet") for c in cells], ignore_index=True)
+                for name in CellTables._fields
+            )
+        )
 
-    def save_tables(self, runs: pd.DataFrame, curves: pd.DataFrame) -> None:
-        write_parquet_atomic(self.path / "runs.parquet", runs)
-        write_parquet_atomic(self.path / "curves.parquet", curves)
+    def save_tables(self, tables: CellTables) -> None:
+        for name, table in tables._asdict().items():
+            write_parquet_atomic(self.path / f"{name}.parquet", table)
 
 
 def resolve_results_dir(path: Path | str) -> Path:

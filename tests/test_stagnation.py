@@ -92,6 +92,8 @@ class ScriptedSettings:
     late_rate: float = 0.0
     switch: float = 1e9
     diverge_at: float = 1e9
+    flat_from: float = 1e9  # the loss stands still from this cost ...
+    flat_to: float = 1e9  # ... to this one
 
 
 class ScriptedState(NamedTuple):
@@ -111,9 +113,10 @@ class Scripted:
 
     def _state(self, theta, problem):
         problem.evaluate(theta)  # charge the evaluation
-        c, s = problem.cost, self.s
+        s = self.s
+        c = problem.cost - np.clip(problem.cost - s.flat_from, 0.0, s.flat_to - s.flat_from)
         loss = np.exp(-s.rate * np.minimum(c, s.switch) - s.late_rate * np.maximum(c - s.switch, 0.0))
-        return ScriptedState(theta, np.where(c >= s.diverge_at, np.inf, loss))
+        return ScriptedState(theta, np.where(problem.cost >= s.diverge_at, np.inf, loss))
 
     def init(self, theta0, problem, rngs):
         return self._state(np.zeros_like(theta0), problem)
@@ -177,3 +180,38 @@ def test_a_loss_that_overflows_to_inf_is_diverged():
     assert (runs["status"] == "diverged").all()
     assert (runs["final_loss"] == np.inf).all() and (runs["cost"] == 600).all()
     assert runs["cost_to_success"].isna().all()
+
+
+def scripted_tables(stopping: dict | None = None, record: dict | None = None, **settings):
+    doc = {
+        "experiment": {"name": "scripted", "seed": 0, "runs": 2, "budget": BUDGET},
+        "record": record or {},
+        "datasets": [{"name": "xor"}],
+        "optimizers": [{"name": "scripted_test", **settings}],
+    }
+    return run_cell(from_dict(doc).cells()[0])
+
+
+def test_a_plateau_episode_is_recorded_from_where_the_loss_stopped_to_where_it_fell_again():
+    # Falls 5 % per 60 units, stands still from cost 300 to 600, falls again: one episode that
+    # begins at 300 (the evaluation one 60-unit window before the run first looked stalled) and
+    # ends at the first evaluation after 600, where the drop over the window exceeds 0.1 % again.
+    runs, _, plateaus = scripted_tables(rate=rate_for(0.05, 60), flat_from=300, flat_to=600)
+    assert len(plateaus) == 2 and (plateaus["run"] == [0, 1]).all()
+    episode = plateaus.iloc[0]
+    assert episode["start_cost"] == 300 and episode["end_cost"] == 603 and episode["outcome"] == "escaped"
+    np.testing.assert_allclose(episode["start_loss"], np.exp(-rate_for(0.05, 60) * 300), rtol=1e-12)
+    np.testing.assert_allclose(runs["plateau_share"], 303 / BUDGET)
+    assert (runs["plateaus"] == 1).all()
+
+
+def test_a_run_that_stops_on_a_plateau_is_still_on_it():
+    runs, _, plateaus = scripted_tables(rate=rate_for(0.05, 60), flat_from=900, flat_to=5000)
+    assert (plateaus["outcome"] == "still on it").all() and (plateaus["start_cost"] == 900).all()
+    assert (plateaus["end_cost"] == BUDGET).all()
+    np.testing.assert_allclose(runs["plateau_share"], 300 / BUDGET)
+
+
+def test_no_plateau_while_the_loss_keeps_falling():
+    runs, _, plateaus = scripted_tables(rate=rate_for(0.05, 60))
+    assert plateaus.empty and (runs["plateaus"] == 0).all() and (runs["plateau_share"] == 0).all()
