@@ -1,4 +1,4 @@
-"""``python -m bench <command>``: run, list, validate, report, perf."""
+"""``python -m bench <command>``: run, list, validate, analyze, report, perf."""
 
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="most runs per engine call (default: all runs of a cell; results do not depend on it)",
     )
+    run.add_argument("--no-analysis", action="store_true", help="skip the end-point analysis (bench analyze)")
     run.add_argument("--no-report", action="store_true", help="skip the figures and REPORT.md")
 
     sub.add_parser("list", help="list datasets, optimizers (with settings and defaults) and presets")
@@ -51,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a config without running it")
     validate.add_argument("config")
     validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    analyze = sub.add_parser(
+        "analyze", help="end points, attractors, barriers and slices of a results folder, then its report"
+    )
+    analyze.add_argument("results", help="results/<experiment> or results/<experiment>/<hash>")
+    analyze.add_argument("--no-report", action="store_true", help="skip the figures and REPORT.md")
 
     report = sub.add_parser("report", help="write REPORT.md and figures for a results folder")
     report.add_argument("results", help="results/<experiment> or results/<experiment>/<hash>")
@@ -74,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_validate(args)
         if args.command == "report":
             return cmd_report(args)
+        if args.command == "analyze":
+            return cmd_analyze(args)
         from bench import perf
 
         return perf.main(quick=args.quick)
@@ -170,19 +179,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     tables = results.load_cells(cells)
     results.save_tables(tables)
     results.finish()
-    runs, curves = tables.runs, tables.curves
-    print(analysis.format_table(analysis.summary_for_display(analysis.summary(runs))))
+    print(analysis.format_table(analysis.summary_for_display(analysis.summary(tables.runs))))
+    if not args.no_analysis:
+        _analyze(results.path)
     if not args.no_report:
-        report_path = _write_report(results.path, runs, curves)
-        print(f"\nreport: {report_path}")
+        print(f"\nreport: {_write_report(results.path)}")
     print(f"results: {results.path}")
     return 0
 
 
-def _write_report(path: Path, runs: object, curves: object) -> Path:
+def _analyze(path: Path) -> None:
+    from bench.analysis import format_table
+    from bench.analysis.analyze import analyze_folder
+    from bench.report.markdown import endpoint_counts
+
+    result = analyze_folder(path)
+    print(f"\nend points (the analysis took {result.cost['seconds']:.1f} s, charged to no run):")
+    print(format_table(endpoint_counts(result.runs)))
+
+
+def _write_report(path: Path) -> Path:
+    """REPORT.md and figures from the tables stored in ``path`` (and its analysis, if any)."""
     import json
 
+    import pandas as pd
+
     from bench import report
+    from bench.analysis.analyze import TABLES
 
     manifest = json.loads((path / "manifest.json").read_text())
     last = manifest["runs"][-1]
@@ -197,8 +220,22 @@ def _write_report(path: Path, runs: object, curves: object) -> Path:
         "finished": last["end"],
     }
     stopping = load_config(str(path / "config.toml")).stopping
+    tables = {
+        name: pd.read_parquet(path / f"{name}.parquet")
+        for name in ("runs", "curves", "plateaus", *TABLES)
+        if (path / f"{name}.parquet").is_file()
+    }
+    analysis = json.loads((path / "analysis.json").read_text()) if (path / "analysis.json").is_file() else None
+    runs, curves = tables.pop("runs"), tables.pop("curves")
     return report.write_report(
-        path, runs, curves, title=f"bench report: {manifest['experiment']}", meta=meta, stopping=stopping
+        path,
+        runs,
+        curves,
+        title=f"bench report: {manifest['experiment']}",
+        meta=meta,
+        stopping=stopping,
+        tables=tables,
+        analysis=analysis,
     )
 
 
@@ -209,9 +246,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     path = store.resolve_results_dir(args.results)
     runs = pd.read_parquet(path / "runs.parquet")
-    curves = pd.read_parquet(path / "curves.parquet")
     print(analysis.format_table(analysis.summary_for_display(analysis.summary(runs))))
-    print(f"\nreport: {_write_report(path, runs, curves)}")
+    print(f"\nreport: {_write_report(path)}")
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from bench import store
+
+    path = store.resolve_results_dir(args.results)
+    _analyze(path)
+    if not args.no_report:
+        print(f"\nreport: {_write_report(path)}")
     return 0
 
 

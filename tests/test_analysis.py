@@ -209,3 +209,27 @@ def test_summary_for_display() -> None:
     assert "rprop(variant=irprop-)" in text and "33.33" in text
     gd_line = text.splitlines()[3]
     assert gd_line.split()[:2] == ["xor", GD] and " - " in gd_line and "inf" in gd_line
+
+
+def test_summary_counts_end_point_classes_after_an_analysis() -> None:
+    from bench.analysis.endpoints import CLASSES
+    from bench.analysis.stats import ENDPOINTS
+
+    assert ENDPOINTS == CLASSES  # the summary knows every class
+    runs = pd.DataFrame(
+        {
+            "dataset": "d",
+            "optimizer": ["a"] * 4 + ["b"] * 2,
+            "status": ["solved", "stuck", "stuck", "unfinished", "solved", "solved"],
+            "endpoint": ["solved", "saddle", "saturated", "saddle", "solved", "solved"],
+            "final_loss": 0.1,
+            "test_accuracy": np.nan,
+            "cost": 10.0,
+            "cost_to_success": [5.0, np.nan, np.nan, np.nan, 4.0, 6.0],
+        }
+    )
+    table = summary(runs)
+    assert list(table["endpoint_saddle"]) == [2, 0] and list(table["endpoint_solved"]) == [1, 2]
+    display = summary_for_display(table)
+    assert list(display["end points of failures"]) == ["saddle 2, saturated 1", "-"]
+    assert "end points of failures" not in summary_for_display(summary(runs.drop(columns="endpoint"))).columns

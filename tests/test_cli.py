@@ -168,3 +168,48 @@ def test_rerun_after_a_code_change_warns_that_cells_are_reused(tiny_file, tmp_pa
     err = capsys.readouterr().err
     assert "skipping 2 finished cells" in err
     assert "computed by commit 1111111111, the code is now at 2222222222" in err
+
+
+def test_run_analyzes_end_points_and_analyze_redoes_it(tiny_file, tmp_path, capsys):
+    out = tmp_path / "results"
+    assert run_cli("run", str(tiny_file), "--out", str(out), "--workers", "1") == 0
+    printed = capsys.readouterr().out
+    assert "end points (the analysis took" in printed
+    version = next((out / "tiny").glob("*/runs.parquet")).parent
+    runs = pd.read_parquet(version / "runs.parquet")
+    for column in ("endpoint", "hess_min", "hess_max", "n_negative", "n_flat", "saturation", "attractor"):
+        assert column in runs.columns, column
+    assert set(runs["endpoint"]) <= {"solved", "diverged", "minimum", "saddle", "plateau", "saturated", "unfinished"}
+    assert (runs.loc[runs["status"] == "solved", "endpoint"] == "solved").all()
+    cells = pd.concat(pd.read_parquet(p / "runs.parquet") for p in (version / "cells").iterdir())
+    # The analysis never touches a run's training record.
+    pd.testing.assert_series_equal(
+        runs.set_index(["optimizer", "run"])["cost"].sort_index(),
+        cells.set_index(["optimizer", "run"])["cost"].sort_index(),
+    )
+    for table in ("attractors", "pairs", "paths", "slices", "plateaus"):
+        assert (version / f"{table}.parquet").is_file(), table
+    info = json.loads((version / "analysis.json").read_text())
+    assert info["settings"]["grad_tol"] == 1e-4 and info["cost"]["hessian_vector_products"] == len(runs) * 9
+    report = (version / "REPORT.md").read_text()
+    assert "## Where runs ended" in report and "![End-point classes](figures/endpoints.png)" in report
+    for figure in ("endpoints", "attractors", "pairs", "plateaus", "barriers", "slices"):
+        assert (version / "figures" / f"{figure}.png").is_file(), figure
+
+    # Tolerances are not part of the hash: a changed [analysis] table reanalyses the same folder.
+    stored = (version / "config.toml").read_text()
+    assert "\ngrad_tol = 0.0001\n" in stored
+    (version / "config.toml").write_text(stored.replace("\ngrad_tol = 0.0001\n", "\ngrad_tol = 1e9\n"))
+    assert run_cli("analyze", str(out / "tiny"), "--no-report") == 0
+    again = pd.read_parquet(version / "runs.parquet")
+    unsolved = again["status"] != "solved"
+    assert not (again.loc[unsolved, "endpoint"] == "unfinished").any()  # every gradient is now "small"
+
+
+def test_run_without_analysis(tiny_file, tmp_path):
+    out = tmp_path / "results"
+    assert run_cli("run", str(tiny_file), "--out", str(out), "--workers", "1", "--no-analysis") == 0
+    version = next((out / "tiny").glob("*/runs.parquet")).parent
+    assert "endpoint" not in pd.read_parquet(version / "runs.parquet").columns
+    assert not (version / "analysis.json").exists() and not (version / "figures" / "endpoints.png").exists()
+    assert "## Where runs ended" not in (version / "REPORT.md").read_text()

@@ -14,6 +14,7 @@ from numpy.typing import ArrayLike
 from scipy.stats import norm
 
 STATUSES = ("solved", "stuck", "unfinished", "diverged")
+ENDPOINTS = ("solved", "diverged", "minimum", "saddle", "plateau", "saturated", "unfinished")  # endpoints.CLASSES
 GROUP = ["dataset", "optimizer"]
 CONVERGENCE_COLUMNS = ["dataset", "optimizer", "cost", "median", "q25", "q75", "n_runs"]
 SUMMARY_COLUMNS = [
@@ -111,7 +112,13 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
         {"dataset": dataset, "optimizer": optimizer, **_group_summary(group)}
         for (dataset, optimizer), group in runs.groupby(GROUP, sort=False)
     ]
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    if "endpoint" in runs.columns:  # analysed: the end-point classes too
+        counts = pd.crosstab([runs["dataset"], runs["optimizer"]], runs["endpoint"])
+        for name in ENDPOINTS:
+            column = counts[name] if name in counts.columns else pd.Series(0, index=counts.index)
+            table[f"endpoint_{name}"] = [int(column.get(key, 0)) for key in zip(table["dataset"], table["optimizer"])]
+    return table
 
 
 def _carried_forward(group: pd.DataFrame, grid: np.ndarray) -> np.ndarray:
@@ -254,14 +261,19 @@ def summary_for_display(summary_df: pd.DataFrame) -> pd.DataFrame:
     DataFrame
         Columns ``dataset, optimizer, success`` ("17/20 (85%)"), ``95% CI`` ("0.64-0.95"),
         ``median cost to success, ERT, median final loss`` (floats) and ``statuses``
-        ("solved 17, stuck 3", non-zero counts only).
+        ("solved 17, stuck 3", non-zero counts only); after an analysis also ``end points of
+        failures`` ("saddle 2, saturated 1").
     """
     s = summary_df
 
     def statuses(row: pd.Series) -> str:
         return ", ".join(f"{status} {row[status]}" for status in STATUSES if row[status] > 0)
 
-    return pd.DataFrame(
+    def failures(row: pd.Series) -> str:
+        counts = [(name, row[f"endpoint_{name}"]) for name in ENDPOINTS if name not in ("solved", "diverged")]
+        return ", ".join(f"{name} {n}" for name, n in counts if n > 0) or "-"
+
+    table = pd.DataFrame(
         {
             "dataset": s["dataset"],
             "optimizer": s["optimizer"],
@@ -275,3 +287,6 @@ def summary_for_display(summary_df: pd.DataFrame) -> pd.DataFrame:
             "statuses": [statuses(row) for _, row in s.iterrows()],
         }
     ).reset_index(drop=True)
+    if "endpoint_minimum" in s.columns:
+        table["end points of failures"] = [failures(row) for _, row in s.iterrows()]
+    return table
