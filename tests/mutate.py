@@ -45,8 +45,17 @@ ROOT = Path(__file__).resolve().parents[1]
 # module -> the tests that exercise it
 TESTS = {
     "bench/mlp.py": ["tests/test_mlp.py", "tests/test_tails.py", "tests/test_perf.py"],
-    "bench/runner.py": ["tests/test_runner.py", "tests/test_stagnation.py", "tests/test_restarts.py"],
-    "bench/analysis.py": ["tests/test_analysis.py", "tests/test_report.py"],
+    "bench/runner.py": [
+        "tests/test_runner.py",
+        "tests/test_stagnation.py",
+        "tests/test_restarts.py",
+        "tests/test_readme.py",
+    ],
+    "bench/hessian.py": ["tests/test_hessian.py"],
+    "bench/analysis/stats.py": ["tests/test_analysis.py", "tests/test_report.py"],
+    "bench/analysis/endpoints.py": ["tests/test_endpoints.py"],
+    "bench/analysis/attractors.py": ["tests/test_attractors.py"],
+    "bench/analysis/landscape.py": ["tests/test_attractors.py", "tests/test_endpoints.py"],
     "optimizers/base.py": ["tests/test_optimizers.py", "tests/test_config.py"],
     "optimizers/gd.py": ["tests/test_optimizers.py"],
     "optimizers/momentum.py": ["tests/test_optimizers.py", "tests/test_perf.py"],
