@@ -213,3 +213,16 @@ def test_run_without_analysis(tiny_file, tmp_path):
     assert "endpoint" not in pd.read_parquet(version / "runs.parquet").columns
     assert not (version / "analysis.json").exists() and not (version / "figures" / "endpoints.png").exists()
     assert "## Where runs ended" not in (version / "REPORT.md").read_text()
+
+
+def test_analysis_and_report_take_diverged_runs_as_data(tiny, tmp_path):
+    tiny["datasets"] = [{"name": "diabetes", "model": {"hidden": [4], "activation": "identity", "reduction": "mean"}}]
+    tiny["optimizers"] = [{"name": "gd", "learning_rate": [1e-3, 1e3]}]
+    tiny["experiment"]["budget"] = 300
+    path = tmp_path / "d.toml"
+    path.write_text(config.to_toml(config.from_dict(tiny).to_dict()))
+    assert run_cli("run", str(path), "--out", str(tmp_path / "r"), "--workers", "1") == 0  # warnings are errors here
+    runs = pd.read_parquet(next((tmp_path / "r" / "tiny").glob("*/runs.parquet")))
+    diverged = runs["status"] == "diverged"
+    assert diverged.sum() == 6 and (runs.loc[diverged, "endpoint"] == "diverged").all()
+    assert (runs.loc[diverged, "attractor"] == -1).all() and runs.loc[diverged, "barrier_init"].isna().all()

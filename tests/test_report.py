@@ -146,3 +146,39 @@ def test_log_axes_get_a_few_distinct_labels_whatever_the_range(low, high):
     labels = [ax.xaxis.get_major_formatter()(t, i) for i, t in enumerate(ticks)]
     plt.close(fig)
     assert 2 <= len(ticks) <= 8 and len(set(labels)) == len(labels), labels
+
+
+def test_the_tables_behind_the_analysis_section() -> None:
+    from bench.report.markdown import attractor_counts, endpoint_counts
+
+    runs = pd.DataFrame(
+        {
+            "dataset": ["xor"] * 5 + ["moons"] * 2,
+            "optimizer": ["b", "b", "a", "a", "a", "a", "b"],
+            "endpoint": ["saddle", "solved", "saturated", "saturated", "solved", "unfinished", "minimum"],
+        }
+    )
+    counts = endpoint_counts(runs)
+    assert list(counts.columns) == ["dataset", "optimizer", "solved", "minimum", "saddle", "saturated", "unfinished"]
+    assert counts[["dataset", "optimizer"]].values.tolist() == [
+        ["xor", "b"],
+        ["xor", "a"],
+        ["moons", "a"],
+        ["moons", "b"],
+    ]
+    assert counts.iloc[1][["solved", "saturated"]].tolist() == [1, 2] and counts.iloc[3]["minimum"] == 1
+    attractors = pd.DataFrame(
+        {
+            "dataset": "xor",
+            "optimizer": ["a", "a", "a", "b"],
+            "attractor": [0, 1, 2, 0],
+            "runs": [5, 3, 2, 10],
+            "share": [0.5, 0.3, 0.2, 1.0],
+            "loss": [0.1, 0.25, 0.5, 0.1],
+            "endpoint": ["solved", "saturated", "saddle", "solved"],
+            "solved": [1.0, 0.0, 0.0, 1.0],
+        }
+    )
+    table = attractor_counts(attractors)
+    assert table.iloc[0].tolist() == ["xor", "a", 3, 0.3, 0.25, "saturated"]
+    assert table.iloc[1]["attractors"] == 1 and np.isnan(table.iloc[1]["largest unsolved share"])

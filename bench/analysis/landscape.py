@@ -31,8 +31,8 @@ def interpolate(net: MLP, X: np.ndarray, Y: np.ndarray, x: np.ndarray, y: np.nda
 def barrier(losses: np.ndarray) -> np.ndarray:
     """The largest rise of each loss curve (K, points) above the chord between its ends, (K,)."""
     alphas = np.linspace(0.0, 1.0, losses.shape[1])
-    chord = losses[:, :1] * (1.0 - alphas) + losses[:, -1:] * alphas
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"):  # a line to a diverged end point: NaN, as data
+        chord = losses[:, :1] * (1.0 - alphas) + losses[:, -1:] * alphas
         return np.max(losses - chord, axis=1)
 
 
