@@ -178,3 +178,62 @@ def test_wrong_theta_shape_is_named():
     net = MLP([2, 2, 1])
     with pytest.raises(ValueError, match=r"theta must have shape \(n_runs, 9\)"):
         net.loss(np.zeros((3, 8)), np.zeros((4, 2)), np.zeros((4, 1)))
+
+
+def test_uniform_init_defaults_and_fills_its_symmetric_range():
+    net = MLP([3, 4, 2])
+    theta = net.init(np.random.default_rng(5), 400)  # scheme "uniform", scale None -> U(-0.5, 0.5)
+    assert theta.max() <= 0.5 and theta.min() >= -0.5
+    assert theta.max() > 0.49 and theta.min() < -0.49
+    n = theta.size
+    assert abs(theta.mean()) < 5 * 0.5 * np.sqrt(1 / 3 / n)
+    assert abs(np.mean(theta**2) - 0.25 / 3) < 5 * 0.25 * np.sqrt(4 / 45 / n)
+    with pytest.raises(ValueError, match="init scale must be > 0, got 0"):
+        net.init(np.random.default_rng(0), 1, "uniform", 0.0)
+
+
+@pytest.mark.parametrize("scheme", ["uniform", "glorot", "he"])
+def test_a_generator_per_run_draws_what_one_generator_draws_for_one_row(scheme):
+    net = MLP([3, 4, 2])
+    one = net.init(np.random.default_rng(9), 1, scheme)
+    per_run = net.init([np.random.default_rng(9)], 1, scheme)
+    np.testing.assert_array_equal(one, per_run)
+
+
+@pytest.mark.parametrize("shape", [(4,), (4, 3), (4, 2, 1)])
+def test_wrong_input_shape_is_named(shape):
+    net = MLP([2, 2, 1])
+    with pytest.raises(ValueError, match=r"X must have shape \(N, 2\)"):
+        net.loss(np.zeros((1, net.n_params)), np.zeros(shape), np.zeros((4, 1)))
+
+
+def test_large_batches_go_in_groups_with_the_same_numbers(monkeypatch):
+    """Rows are evaluated in cache-sized groups when a batch is large; every output of the
+    grouped path equals the one-group path."""
+    from bench import mlp
+
+    rng = np.random.default_rng(6)
+    net = MLP([3, 5, 2], "tanh", "softmax", "cross_entropy", "mean")
+    theta = net.init(rng, 11, "glorot")
+    X, Y = make_data(rng, 9, 3, 2, "softmax")
+    whole = net.evaluate(theta, X, Y)
+    monkeypatch.setattr(mlp, "_GROUP_ELEMENTS", 9 * 5 * 3)  # groups of 3 rows: 4 groups, the last short
+    grouped = net.evaluate(theta, X, Y)
+    for a, b in zip(whole, grouped):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+    loss, grad, out = net.evaluate(theta, X, Y, need_grad=False, need_output=False)
+    assert grad is None and out is None
+    np.testing.assert_allclose(loss, whole[0], rtol=1e-13)
+
+
+def test_softmax_gradient_with_soft_targets():
+    """Targets that are not one-hot (label smoothing, rows not summing to 1) take the general
+    delta p * sum(t) - t: checked against central differences."""
+    rng = np.random.default_rng(7)
+    net = MLP([2, 3, 3], "tanh", "softmax", "cross_entropy", "sum")
+    theta = net.init(rng, 2, "glorot")
+    X = rng.normal(size=(4, 2))
+    Y = rng.random((4, 3))  # soft and unnormalized
+    _, grad = net.loss_and_grad(theta, X, Y)
+    numeric = central_differences(net, theta, X, Y)
+    assert np.linalg.norm(grad - numeric) <= 1e-7 * np.linalg.norm(numeric)
