@@ -122,7 +122,10 @@ def test_a_saturated_sigmoid_unit():
     theta = np.array([60.0, 0.0, 0.5, -1.0])  # w, b, v, c
     X = np.array([[-1.0], [1.0]])
     Y = 1 / (1 + np.exp(-np.array([[-1.0], [-0.5]])))  # the outputs sit at their targets: c, v + c
-    assert saturation(net, theta[None], X, SETTINGS.saturation_slope)[0] == 1.0
+    assert saturation(net, theta[None], X, SETTINGS.saturation_slope).tolist() == [[1.0]]
+    two = MLP([1, 2, 1])  # a second unit with small weights is never saturated on these inputs
+    shares = saturation(two, np.array([[60.0, 0.1, 0.0, 0.0, 0.5, 0.5, -1.0]]), X, SETTINGS.saturation_slope)
+    assert shares.tolist() == [[1.0, 0.0]]
     row = endpoint_of(net, X, Y, theta)
     assert row["endpoint"] == "saturated" and row["max_weight"] == 60.0
 

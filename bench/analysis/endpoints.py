@@ -44,6 +44,7 @@ COLUMNS = [
     "n_negative",
     "n_flat",
     "saturation",
+    "unit_saturation",
     "max_weight",
     "escape_drop",
 ]
@@ -106,15 +107,15 @@ def symmetry_dimension(net: MLP) -> int:
 
 
 def saturation(net: MLP, theta: np.ndarray, X: np.ndarray, slope_share: float) -> np.ndarray:
-    """Share of hidden (unit, pattern) pairs whose slope is below ``slope_share`` of the
-    activation's largest, per run (R,); 0 for identity units or a network without hidden units."""
+    """Per run and hidden unit (all hidden layers in order), the share of patterns on which the
+    unit's slope is below ``slope_share`` of the activation's largest: (R, hidden units); no
+    columns for identity units or a network without hidden units."""
     if net.hidden_activation not in _MAX_SLOPE or len(net.layer_sizes) < 3:
-        return np.zeros(len(theta))
+        return np.zeros((len(theta), 0))
     with np.errstate(all="ignore"):
         hidden, _ = net._forward(net._check_theta(theta), _with_ones(X), need_slopes=True)
     limit = slope_share * _MAX_SLOPE[net.hidden_activation]
-    flat = [(np.asarray(slope, dtype=np.float64) < limit).reshape(len(theta), -1) for _, slope in hidden]
-    return np.concatenate(flat, axis=1).mean(axis=1)
+    return np.concatenate([(np.asarray(slope, dtype=np.float64) < limit).mean(axis=1) for _, slope in hidden], axis=1)
 
 
 def spectra(
@@ -271,7 +272,8 @@ def analyze_endpoints(
             eigenvalues[finite] = values / per_pattern
     cost.parts["hessian"] = time.perf_counter() - t
 
-    sat = saturation(net, theta, X, settings.saturation_slope)
+    units = saturation(net, theta, X, settings.saturation_slope)
+    sat = units.mean(axis=1) if units.shape[1] else np.zeros(len(theta))
     with np.errstate(invalid="ignore"):
         max_weight = np.abs(theta).max(axis=1) if net.n_params else np.zeros(len(theta))
     classes, n_negative, n_flat, candidate = classify(
@@ -304,6 +306,7 @@ def analyze_endpoints(
             "n_negative": n_negative,
             "n_flat": n_flat,
             "saturation": sat,
+            "unit_saturation": list(units),
             "max_weight": max_weight,
             "escape_drop": drops,
         },
