@@ -6,8 +6,6 @@ import argparse
 import dataclasses
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 
 from bench.config import Cell, Config, ConfigError, presets
@@ -15,6 +13,9 @@ from bench.config import load as load_config
 from bench.memory import keep_freed_memory
 
 EXIT_BAD_INPUT = 2
+EXIT_ENVIRONMENT = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process that Ctrl-C stopped
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as for any tool whose reader went away
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,6 +38,18 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=min(2, os.cpu_count() or 1),
         help="processes that run cells in parallel (results do not depend on it)",
+    )
+    run.add_argument(
+        "--executor",
+        choices=("serial", "local", "dask"),
+        default="local",
+        help="where cells run: this process, local worker processes (default), or Dask (results do not depend on it)",
+    )
+    run.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="a Dask scheduler, e.g. tcp://host:8786 (with --executor dask; default: a LocalCluster here)",
     )
     run.add_argument(
         "--batch",
@@ -92,6 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, as command-line tools do, and keep
+        # Python from complaining again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        print(f"\ninterrupted ({args.command}); nothing it was writing was left half-written", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def checked_config(source: str, overrides: list[str]) -> Config:
@@ -120,27 +141,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_cell_job(cell: Cell, batch: int | None) -> tuple[str, object]:
-    from threadpoolctl import threadpool_limits
-
-    from bench.runner import run_cell
-
-    keep_freed_memory()  # in a spawned worker too
-    # One BLAS thread always: the numbers then cannot depend on how many threads or workers run.
-    with threadpool_limits(1):
-        tables = run_cell(cell, batch)
-    return cell.key, tables
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from bench import analysis, store
+    from bench import analysis, executors, store
 
     if args.workers < 1:
         raise ConfigError("--workers", "", f"must be >= 1, got {args.workers}")
     if args.batch is not None and args.batch < 1:
         raise ConfigError("--batch", "", f"must be >= 1, got {args.batch}")
+    if args.scheduler is not None and args.executor != "dask":
+        raise ConfigError("--scheduler", "", "a scheduler address needs --executor dask")
     config = checked_config(args.config, args.overrides)
     results = store.ResultStore(args.out, config)
     cells = config.cells()
@@ -159,21 +170,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     results.start(store.command_line(args.argv), args.workers, args.batch)
 
     bar = tqdm(total=len(todo), desc="cells", unit="cell", file=sys.stderr, disable=not todo)
-    by_key = {c.key: c for c in todo}
-    if args.workers > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(min(args.workers, len(todo)), mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(_run_cell_job, cell, args.batch) for cell in todo]
-            for future in as_completed(futures):
-                key, tables = future.result()
-                results.save_cell(by_key[key], tables)
-                bar.set_postfix_str(f"{by_key[key].dataset.label} / {by_key[key].optimizer.label}"[:60])
-                bar.update()
-    else:
-        for cell in todo:
-            bar.set_postfix_str(f"{cell.dataset.label} / {cell.optimizer.label}"[:60])
-            _, tables = _run_cell_job(cell, args.batch)
-            results.save_cell(cell, tables)
-            bar.update()
+
+    def save(cell: Cell, tables: object) -> None:
+        results.save_cell(cell, tables)
+        bar.set_postfix_str(f"{cell.dataset.label} / {cell.optimizer.label}"[:60])
+        bar.update()
+
+    try:
+        executors.run_cells(todo, args.batch, save, args.executor, args.workers, args.scheduler)
+    except executors.Interrupted as stop:
+        bar.close()
+        print(f"\n{stop}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except executors.CellFailed as failure:
+        bar.close()
+        print(f"\nerror: {failure}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
     bar.close()
 
     tables = results.load_cells(cells)

@@ -1,0 +1,212 @@
+"""Where cells run: in this process, in local worker processes, or on a Dask cluster.
+
+A cell is a pure function of its identity, so every executor gives the same tables; the caller
+(``bench.cli``) writes each finished cell through the one atomic store as it arrives.
+
+* ``serial``: one cell after another in this process.
+* ``local``: worker processes on this machine, from loky (joblib's process pool): it works from
+  a notebook or a script without a ``__main__`` guard, its workers ignore Ctrl-C (the main
+  process stops them), and they die with the main process (a death signal on Linux, and a
+  thread that watches the parent everywhere), so a killed run leaves no orphan behind.
+* ``dask``: the tasks of a Dask distributed cluster (``pip install -e ".[dask]"``): a running
+  scheduler (``--scheduler tcp://host:8786``) or a LocalCluster on this machine.  Results come
+  back to this process and are written here, so the workers need no shared file system, and a
+  worker that dies has its cells recomputed elsewhere (the same numbers: cells are pure).
+
+Ctrl-C (SIGINT) raises ``Interrupted`` within a moment: the cells already written stay, the
+workers are stopped, the queued cells are dropped.  A cell that fails raises ``CellFailed`` the
+same orderly way.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from bench.config import Cell
+from bench.memory import keep_freed_memory
+
+EXECUTORS = ("serial", "local", "dask")
+
+
+class Interrupted(Exception):
+    """Ctrl-C: ``done`` of ``total`` cells were finished (and written)."""
+
+    def __init__(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+        super().__init__(f"interrupted: {done} of {total} cells finished; rerun the same command to resume")
+
+
+class CellFailed(Exception):
+    """A cell raised: which one, and the error's message."""
+
+    def __init__(self, cell: Cell, error: BaseException, done: int, total: int) -> None:
+        self.cell, self.error, self.done, self.total = cell, error, done, total
+        super().__init__(
+            f"{cell.dataset.label} / {cell.optimizer.label} failed: {type(error).__name__}: {error} "
+            f"({done} of {total} cells finished and kept; rerun the same command to resume)"
+        )
+
+
+def run_cell_job(cell: Cell, batch: int | None) -> tuple[str, Any]:
+    """One cell with one BLAS thread (the numbers then cannot depend on threads or workers)."""
+    from threadpoolctl import threadpool_limits
+
+    from bench.runner import run_cell
+
+    keep_freed_memory()  # in a worker process too
+    with threadpool_limits(1):
+        return cell.key, run_cell(cell, batch)
+
+
+def run_cells(
+    cells: Sequence[Cell],
+    batch: int | None,
+    on_done: Callable[[Cell, Any], None],
+    executor: str = "local",
+    workers: int = 1,
+    scheduler: str | None = None,
+) -> None:
+    """Compute ``cells`` and hand each one's tables to ``on_done(cell, tables)`` as it finishes."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if executor == "dask":
+        _run_dask(cells, batch, on_done, workers, scheduler)
+    elif executor == "local" and workers > 1 and len(cells) > 1:
+        _run_local(cells, batch, on_done, workers)
+    else:
+        _run_serial(cells, batch, on_done)
+
+
+def _run_serial(cells: Sequence[Cell], batch: int | None, on_done: Callable[[Cell, Any], None]) -> None:
+    done = 0
+    try:
+        for cell in cells:
+            try:
+                _, tables = run_cell_job(cell, batch)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:
+                raise CellFailed(cell, exc, done, len(cells)) from exc
+            on_done(cell, tables)
+            done += 1
+    except KeyboardInterrupt:
+        raise Interrupted(done, len(cells)) from None
+
+
+# ---------------------------------------------------------------------------- local processes
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: ignore Ctrl-C (the main process decides) and die with the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: killed when the parent dies
+        except OSError:
+            pass
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:  # the parent died before the signal was armed, or no prctl
+                os._exit(1)
+            time.sleep(0.5)
+
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True, name="watch-parent").start()
+
+
+def _run_local(cells: Sequence[Cell], batch: int | None, on_done: Callable[[Cell, Any], None], workers: int) -> None:
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    from joblib.externals.loky import get_reusable_executor
+
+    n_workers = min(workers, len(cells))
+    pool = get_reusable_executor(
+        max_workers=n_workers,
+        timeout=60,
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+        reuse=True,
+    )
+    queued = list(cells)
+    running: dict[Any, Cell] = {}
+    done = 0
+    try:
+        while queued or running:
+            # Only as many cells in the pool as it has workers: nothing waits in its queues, so a
+            # stop has only the running cells to abandon.
+            while queued and len(running) < n_workers:
+                cell = queued.pop(0)
+                running[pool.submit(run_cell_job, cell, batch)] = cell
+            finished, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+            for future in finished:
+                cell = running.pop(future)
+                try:
+                    _, tables = future.result()
+                except Exception as exc:
+                    raise CellFailed(cell, exc, done, len(cells)) from exc
+                on_done(cell, tables)
+                done += 1
+    except KeyboardInterrupt:
+        _stop(pool)
+        raise Interrupted(done, len(cells)) from None
+    except BaseException:
+        _stop(pool)
+        raise
+
+
+def _stop(pool: Any) -> None:
+    """Stop the workers now and drop the queued cells (loky's manager thread kills the workers and
+    fails the pending futures itself: cancelling them here first would break it)."""
+    pool.shutdown(wait=True, kill_workers=True)
+
+
+# ---------------------------------------------------------------------------- Dask
+
+
+def _run_dask(
+    cells: Sequence[Cell],
+    batch: int | None,
+    on_done: Callable[[Cell, Any], None],
+    workers: int,
+    scheduler: str | None,
+) -> None:
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise RuntimeError(
+            'the dask executor needs Dask distributed: pip install -e ".[dask]" (or pip install "dask[distributed]")'
+        ) from None
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    client = Client(scheduler or cluster)
+    by_key = {cell.key: cell for cell in cells}
+    # A cell's key names its task: pure, so a retry or a second submission computes the same.
+    futures = [client.submit(run_cell_job, cell, batch, key=f"bench-cell-{cell.key}", retries=2) for cell in cells]
+    done = 0
+    try:
+        for future in as_completed(futures):
+            cell = by_key[future.key.removeprefix("bench-cell-")]
+            try:
+                key, tables = future.result()
+            except Exception as exc:
+                raise CellFailed(cell, exc, done, len(cells)) from exc
+            on_done(by_key[key], tables)
+            done += 1
+    except KeyboardInterrupt:
+        raise Interrupted(done, len(cells)) from None
+    finally:
+        client.cancel(futures)
+        client.close()
+        if cluster is not None:
+            cluster.close()
