@@ -46,6 +46,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,8 @@ from datasets.base import SPLITS, SUCCESS_KINDS, Success
 from optimizers.base import SettingError, settings_dict
 
 PRESET_DIR = Path(__file__).parent / "configs"
+MAX_INIT_SCALE = 1e100
+MAX_NAME_BYTES = 200  # file systems allow 255; the store adds suffixes such as ".corrupt-<time>"
 
 
 class ConfigError(ValueError):
@@ -403,6 +406,8 @@ class _Reader:
         if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
             names = " or ".join(k.__name__ for k in kinds)
             raise self.error(key, f"must be {names}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.error(key, f"must be a finite number, got {value}")
         return value
 
     def positive_int(self, key: str, default: Any = dataclasses.MISSING) -> int:
@@ -422,8 +427,17 @@ def from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
     top = _Reader(raw, source, "")
     exp = _Reader(top.take("experiment", dict), source, "experiment")
     name = exp.take("name", str)
-    if not name or any(c in name for c in '/\\:*?"<>| ') or name.startswith("."):
+    if (
+        not name
+        or any(c in name for c in '/\\:*?"<>| ')
+        or any(ord(c) < 32 or ord(c) == 127 for c in name)
+        or name.startswith(".")
+    ):
         raise exp.error("name", f"must be a plain folder name (letters, digits, - and _), got {name!r}")
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise exp.error(
+            "name", f"must be at most {MAX_NAME_BYTES} bytes (a folder name), got {len(name.encode('utf-8'))}"
+        )
     description = exp.take("description", str, "")
     seed = exp.take("seed", int, 0)
     if seed < 0:
@@ -535,8 +549,9 @@ def _read_model(table: Any, source: str, path: str, base: ModelSpec) -> ModelSpe
     _choice(r, "reduction", spec.reduction, mlp.REDUCTIONS)
     _choice(r, "output", spec.output, ("sigmoid", "softmax", "identity"))
     _choice(r, "loss", spec.loss, ("mse", "bce", "cross_entropy"))
-    if spec.init_scale is not None and not spec.init_scale > 0:
-        raise r.error("init_scale", f"must be > 0, got {spec.init_scale}")
+    if spec.init_scale is not None and not 0 < spec.init_scale <= MAX_INIT_SCALE:
+        # Beyond this the weights saturate every unit and U(-s, s) itself overflows near 1e308.
+        raise r.error("init_scale", f"must be in (0, {MAX_INIT_SCALE:g}], got {spec.init_scale}")
     r.done([f.name for f in dataclasses.fields(ModelSpec)])
     return spec
 

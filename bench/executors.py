@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from bench.config import Cell
 from bench.memory import keep_freed_memory
@@ -65,6 +65,50 @@ def run_cell_job(cell: Cell, batch: int | None) -> tuple[str, Any]:
         return cell.key, run_cell(cell, batch)
 
 
+class Claims(Protocol):
+    """Who computes a cell when several processes share a results folder (``ResultStore``)."""
+
+    def claim(self, cell: Cell, block: bool = False) -> bool: ...
+
+    def is_done(self, cell: Cell) -> bool: ...
+
+    def release(self, cell: Cell) -> None: ...
+
+
+class _Feeder:
+    """Hands out the cells this process should compute: it claims each one first; a cell another
+    process holds waits until nothing else is left, then this process waits for that one's lock,
+    and takes the cell over only if the other process did not finish it (it stopped or died)."""
+
+    def __init__(self, cells: Sequence[Cell], claims: Claims | None) -> None:
+        self.queued, self.waiting, self.claims = list(cells), [], claims
+        self.total, self.done = len(cells), 0
+
+    def next(self, may_wait: bool) -> Cell | None:
+        while self.queued or (may_wait and self.waiting):
+            if self.queued:
+                cell, block = self.queued.pop(0), False
+            else:
+                cell, block = self.waiting.pop(0), True
+            if self.claims is None:
+                return cell
+            if not self.claims.claim(cell, block=block):
+                self.waiting.append(cell)
+                continue
+            if self.claims.is_done(cell):  # another process finished it meanwhile
+                self.claims.release(cell)
+                self.done += 1
+                continue
+            return cell
+        return None
+
+    def finished(self, cell: Cell, tables: Any, on_done: Callable[[Cell, Any], None]) -> None:
+        on_done(cell, tables)
+        self.done += 1
+        if self.claims is not None:
+            self.claims.release(cell)
+
+
 def run_cells(
     cells: Sequence[Cell],
     batch: int | None,
@@ -72,32 +116,36 @@ def run_cells(
     executor: str = "local",
     workers: int = 1,
     scheduler: str | None = None,
+    claims: Claims | None = None,
 ) -> None:
-    """Compute ``cells`` and hand each one's tables to ``on_done(cell, tables)`` as it finishes."""
+    """Compute ``cells`` and hand each one's tables to ``on_done(cell, tables)`` as it finishes.
+
+    With ``claims``, a cell is computed only after claiming it, and one that another process
+    finishes meanwhile is skipped (several processes then share one results folder).
+    """
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    feeder = _Feeder(cells, claims)
     if executor == "dask":
-        _run_dask(cells, batch, on_done, workers, scheduler)
+        _run_dask(feeder, batch, on_done, workers, scheduler)
     elif executor == "local" and workers > 1 and len(cells) > 1:
-        _run_local(cells, batch, on_done, workers)
+        _run_local(feeder, batch, on_done, workers)
     else:
-        _run_serial(cells, batch, on_done)
+        _run_serial(feeder, batch, on_done)
 
 
-def _run_serial(cells: Sequence[Cell], batch: int | None, on_done: Callable[[Cell, Any], None]) -> None:
-    done = 0
+def _run_serial(feeder: _Feeder, batch: int | None, on_done: Callable[[Cell, Any], None]) -> None:
     try:
-        for cell in cells:
+        while (cell := feeder.next(may_wait=True)) is not None:
             try:
                 _, tables = run_cell_job(cell, batch)
             except KeyboardInterrupt:
                 raise
             except Exception as exc:
-                raise CellFailed(cell, exc, done, len(cells)) from exc
-            on_done(cell, tables)
-            done += 1
+                raise CellFailed(cell, exc, feeder.done, feeder.total) from exc
+            feeder.finished(cell, tables, on_done)
     except KeyboardInterrupt:
-        raise Interrupted(done, len(cells)) from None
+        raise Interrupted(feeder.done, feeder.total) from None
 
 
 # ---------------------------------------------------------------------------- local processes
@@ -124,12 +172,12 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="watch-parent").start()
 
 
-def _run_local(cells: Sequence[Cell], batch: int | None, on_done: Callable[[Cell, Any], None], workers: int) -> None:
+def _run_local(feeder: _Feeder, batch: int | None, on_done: Callable[[Cell, Any], None], workers: int) -> None:
     from concurrent.futures import FIRST_COMPLETED, wait
 
     from joblib.externals.loky import get_reusable_executor
 
-    n_workers = min(workers, len(cells))
+    n_workers = min(workers, feeder.total)
     pool = get_reusable_executor(
         max_workers=n_workers,
         timeout=60,
@@ -137,28 +185,26 @@ def _run_local(cells: Sequence[Cell], batch: int | None, on_done: Callable[[Cell
         initargs=(os.getpid(),),
         reuse=True,
     )
-    queued = list(cells)
     running: dict[Any, Cell] = {}
-    done = 0
     try:
-        while queued or running:
+        while True:
             # Only as many cells in the pool as it has workers: nothing waits in its queues, so a
             # stop has only the running cells to abandon.
-            while queued and len(running) < n_workers:
-                cell = queued.pop(0)
+            while len(running) < n_workers and (cell := feeder.next(may_wait=not running)) is not None:
                 running[pool.submit(run_cell_job, cell, batch)] = cell
+            if not running:
+                break
             finished, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
             for future in finished:
                 cell = running.pop(future)
                 try:
                     _, tables = future.result()
                 except Exception as exc:
-                    raise CellFailed(cell, exc, done, len(cells)) from exc
-                on_done(cell, tables)
-                done += 1
+                    raise CellFailed(cell, exc, feeder.done, feeder.total) from exc
+                feeder.finished(cell, tables, on_done)
     except KeyboardInterrupt:
         _stop(pool)
-        raise Interrupted(done, len(cells)) from None
+        raise Interrupted(feeder.done, feeder.total) from None
     except BaseException:
         _stop(pool)
         raise
@@ -174,14 +220,14 @@ def _stop(pool: Any) -> None:
 
 
 def _run_dask(
-    cells: Sequence[Cell],
+    feeder: _Feeder,
     batch: int | None,
     on_done: Callable[[Cell, Any], None],
     workers: int,
     scheduler: str | None,
 ) -> None:
     try:
-        from dask.distributed import Client, LocalCluster, as_completed
+        from dask.distributed import Client, LocalCluster, wait
     except ImportError:
         raise RuntimeError(
             'the dask executor needs Dask distributed: pip install -e ".[dask]" (or pip install "dask[distributed]")'
@@ -190,23 +236,30 @@ def _run_dask(
     if scheduler is None:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
     client = Client(scheduler or cluster)
-    by_key = {cell.key: cell for cell in cells}
-    # A cell's key names its task: pure, so a retry or a second submission computes the same.
-    futures = [client.submit(run_cell_job, cell, batch, key=f"bench-cell-{cell.key}", retries=2) for cell in cells]
-    done = 0
+    slots = max(1, sum(client.nthreads().values()))
+    running: dict[Any, Cell] = {}
     try:
-        for future in as_completed(futures):
-            cell = by_key[future.key.removeprefix("bench-cell-")]
+        while True:
+            while len(running) < 2 * slots and (cell := feeder.next(may_wait=not running)) is not None:
+                # The cell's key names its task: pure, so a retry computes the same numbers.
+                running[client.submit(run_cell_job, cell, batch, key=f"bench-cell-{cell.key}", retries=2)] = cell
+            if not running:
+                break
             try:
-                key, tables = future.result()
-            except Exception as exc:
-                raise CellFailed(cell, exc, done, len(cells)) from exc
-            on_done(by_key[key], tables)
-            done += 1
+                finished = wait(list(running), timeout=0.5, return_when="FIRST_COMPLETED").done
+            except TimeoutError:  # nothing finished yet: look again (and let Ctrl-C in)
+                continue
+            for future in finished:
+                cell = running.pop(future)
+                try:
+                    _, tables = future.result()
+                except Exception as exc:
+                    raise CellFailed(cell, exc, feeder.done, feeder.total) from exc
+                feeder.finished(cell, tables, on_done)
     except KeyboardInterrupt:
-        raise Interrupted(done, len(cells)) from None
+        raise Interrupted(feeder.done, feeder.total) from None
     finally:
-        client.cancel(futures)
+        client.cancel(list(running))
         client.close()
         if cluster is not None:
             cluster.close()

@@ -12,11 +12,19 @@
 
 A changed config has another hash, so its results never mix with older ones, which stay
 untouched.  A cell folder appears only complete (written to a temporary folder, then renamed),
-so an interrupted run leaves no partial cell and the next run skips the finished ones.
+so an interrupted run leaves no partial cell and the next run skips the finished ones.  A cell
+that cannot be read back (a disk error, a truncated copy) is set aside under a ``.corrupt`` name,
+with a warning, and computed again.
+
+Several processes may run the same config into one folder: each takes a cell's lock
+(``locks/<key>.lock``, an ``fcntl`` lock, released by the system if a process dies) before
+computing it, so every cell is computed once and the processes share the work; the manifest is
+read and rewritten under a lock too.  ``latest`` only ever names a version whose run finished.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
@@ -34,6 +42,7 @@ from typing import Any
 import pandas as pd
 
 from bench.config import Cell, Config, to_toml
+from bench.errors import DamagedResults
 from bench.runner import CellTables
 
 PACKAGES = ("numpy", "scipy", "scikit-learn", "deap", "optuna", "pandas", "pyarrow", "matplotlib", "seaborn", "tqdm")
@@ -81,48 +90,133 @@ class ResultStore:
         self.experiment_dir = Path(root) / config.name
         self.path = self.experiment_dir / config.hash
         self.cells_dir = self.path / "cells"
+        self.run_id = uuid.uuid4().hex  # this process's record in the manifest
+        self._locks: dict[str, int] = {}  # cell key -> open lock file descriptor
+        self.warnings: list[str] = []
 
     def cell_dir(self, cell: Cell) -> Path:
         return self.cells_dir / cell.key
 
     def is_done(self, cell: Cell) -> bool:
-        return (self.cell_dir(cell) / "runs.parquet").is_file()
+        """Whether the cell's tables are all there and readable; an unreadable cell is set aside
+        (renamed ``<key>.corrupt-<time>``, with a warning) so that it is computed again."""
+        folder = self.cell_dir(cell)
+        if not folder.exists():
+            return False
+        import pyarrow.parquet as pq
+
+        try:
+            for name in CellTables._fields:
+                pq.read_metadata(folder / f"{name}.parquet")
+        except (OSError, ValueError) as exc:
+            aside = folder.with_name(f"{folder.name}.corrupt-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}")
+            os.replace(folder, aside)
+            self.warnings.append(
+                f"warning: cell {cell.dataset.label} / {cell.optimizer.label} could not be read ({exc}); "
+                f"set aside as {aside.name}, computing it again"
+            )
+            return False
+        return True
+
+    # ------------------------------------------------------------------ claims on cells
+    def claim(self, cell: Cell, block: bool = False) -> bool:
+        """Take the cell's lock: True if this process now holds it (and should compute the cell
+        unless it is done), False if another process holds it (only when not ``block``)."""
+        if cell.key in self._locks:
+            return True
+        locks = self.path / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        fd = os.open(locks / f"{cell.key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._locks[cell.key] = fd
+        return True
+
+    def release(self, cell: Cell) -> None:
+        fd = self._locks.pop(cell.key, None)
+        if fd is not None:
+            os.close(fd)  # closing the file releases the lock
+
+    def release_all(self) -> None:
+        for fd in self._locks.values():
+            os.close(fd)
+        self._locks.clear()
+
+    # ------------------------------------------------------------------ the manifest
+    @contextmanager
+    def _manifest_locked(self) -> Iterator[dict[str, Any]]:
+        """The manifest, read and then written back under an exclusive lock."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path / "manifest.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            manifest = self.manifest()
+            yield manifest
+            write_text_atomic(self.path / "manifest.json", json.dumps(manifest, indent=2))
+        finally:
+            os.close(fd)
 
     def start(self, command: list[str], workers: int, batch: int | None) -> None:
-        """Create the folder with the resolved config and a manifest (end time still empty)."""
+        """Create the folder with the resolved config and add this run to the manifest."""
         self.cells_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(
             self.path / "config.toml", f"# resolved config {self.config.hash}\n" + to_toml(self.config.to_dict())
         )
-        manifest = self.manifest()
-        previous_starts = manifest.get("runs", [])
-        manifest.update(
-            {
-                "experiment": self.config.name,
-                "config_hash": self.config.hash,
-                "config_source": self.config.source,
-                "packages": package_versions(),
-                "python": platform.python_version(),
-                "platform": platform.platform(),
-                "git": git_state(),
-                "runs": [
-                    *previous_starts,
-                    {"command": command, "workers": workers, "batch": batch, "start": now(), "end": None},
-                ],
-            }
-        )
-        write_text_atomic(self.path / "manifest.json", json.dumps(manifest, indent=2))
+        git = git_state()
+        with self._manifest_locked() as manifest:
+            manifest.update(
+                {
+                    "experiment": self.config.name,
+                    "config_hash": self.config.hash,
+                    "config_source": self.config.source,
+                    "packages": package_versions(),
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                    "git": git,
+                }
+            )
+            manifest.setdefault("runs", []).append(
+                {
+                    "id": self.run_id,
+                    "git": git,
+                    "command": command,
+                    "workers": workers,
+                    "batch": batch,
+                    "start": now(),
+                    "end": None,
+                    "cells_computed": 0,
+                }
+            )
+
+    def finish(self, cells_computed: int) -> None:
+        """Close this run's record and point ``latest`` here (only now: the version is complete)."""
+        with self._manifest_locked() as manifest:
+            for record in manifest.get("runs", []):
+                if record.get("id") == self.run_id:
+                    record["end"], record["cells_computed"] = now(), cells_computed
         write_text_atomic(self.experiment_dir / "latest", self.config.hash + "\n")
 
-    def finish(self) -> None:
-        manifest = self.manifest()
-        manifest["runs"][-1]["end"] = now()
-        write_text_atomic(self.path / "manifest.json", json.dumps(manifest, indent=2))
-
     def manifest(self) -> dict[str, Any]:
+        """The manifest; an unreadable one is set aside with a warning and started afresh (the
+        cells, not the manifest, hold the results)."""
         path = self.path / "manifest.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
+        if not path.is_file():
+            return {}
+        try:
+            manifest = json.loads(path.read_text())
+            if not isinstance(manifest, dict) or not isinstance(manifest.get("runs", []), list):
+                raise ValueError("not a manifest")
+            return manifest
+        except (OSError, ValueError) as exc:
+            aside = path.with_name(f"manifest.json.corrupt-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+            os.replace(path, aside)
+            self.warnings.append(f"warning: {path} could not be read ({exc}); set aside as {aside.name}, rebuilt")
+            return {}
 
+    # ------------------------------------------------------------------ tables
     def save_cell(self, cell: Cell, tables: CellTables) -> None:
         """Write one finished cell: its tables appear together (a folder renamed into place)."""
         target = self.cell_dir(cell)
@@ -145,6 +239,19 @@ class ResultStore:
     def save_tables(self, tables: CellTables) -> None:
         for name, table in tables._asdict().items():
             write_parquet_atomic(self.path / f"{name}.parquet", table)
+
+
+def read_table(folder: Path, name: str) -> pd.DataFrame:
+    """``folder/<name>.parquet``, or ``DamagedResults`` naming the file and the way to rebuild it."""
+    path = Path(folder) / f"{name}.parquet"
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        what = "is missing" if not path.exists() else f"cannot be read ({type(exc).__name__}: {exc})"
+        raise DamagedResults(
+            f"{path} {what}; rebuild the tables from the finished cells with: "
+            f"python -m bench run {Path(folder) / 'config.toml'} --out {Path(folder).parent.parent}"
+        ) from None
 
 
 def resolve_results_dir(path: Path | str) -> Path:

@@ -10,6 +10,7 @@ import itertools
 
 import numpy as np
 
+from bench.memory import available_bytes, human
 from datasets.base import Dataset, Success
 from datasets.registry import register
 
@@ -55,6 +56,12 @@ def encoder(n: int = 8, m: int = 3) -> Dataset:
         raise ValueError(f"n must be >= 2, got {n}")
     if not 1 <= m:
         raise ValueError(f"m (hidden units) must be >= 1, got {m}")
+    need, available = 2 * 8 * n * n, available_bytes()  # inputs and targets, n x n float64 each
+    if need > available:
+        raise ValueError(
+            f"the {n}-{m}-{n} encoder's n x n patterns and targets need {human(need)}; this machine has "
+            f"{human(available)} available: use a smaller n"
+        )
     eye = np.eye(n)
     return _classic("encoder", eye, eye, (m,), f"{n}-{m}-{n} encoder, {n} one-hot patterns")
 

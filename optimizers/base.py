@@ -42,11 +42,14 @@ def check_range(
     ``value`` may be a scalar or an array of per-run values.
     """
     v = np.asarray(value, dtype=np.float64)
-    ok = np.isfinite(v) | (np.isinf(v) & (high is None))
+    ok = np.isfinite(v)  # inf is never a usable setting: it runs, and every run diverges
     if low is not None:
         ok &= v > low if low_open else v >= low
     if high is not None:
         ok &= v < high if high_open else v <= high
+    if not np.all(np.isfinite(v)):
+        bad = value if v.ndim == 0 else v[~np.isfinite(v)][0]
+        raise SettingError(name, f"{name} must be a finite number, got {bad}")
     if not np.all(ok):
         lo = "-inf" if low is None else f"{low:g}"
         hi = "inf" if high is None else f"{high:g}"

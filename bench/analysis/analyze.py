@@ -208,11 +208,10 @@ def _slice(
 
 def analyze_folder(path: Path, progress: bool = True) -> Analyzed:
     """Analyse a results folder and write its analysis tables (atomically, each one)."""
-    from bench.store import write_parquet_atomic, write_text_atomic
+    from bench.store import read_table, write_parquet_atomic, write_text_atomic
 
     config = load_config(str(path / "config.toml"))
-    runs = pd.read_parquet(path / "runs.parquet")
-    curves = pd.read_parquet(path / "curves.parquet")
+    runs, curves = read_table(path, "runs"), read_table(path, "curves")
     result = analyze_tables(config, runs, curves, progress=progress)
     for name in TABLES:
         write_parquet_atomic(path / f"{name}.parquet", getattr(result, name))
