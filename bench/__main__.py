@@ -4,4 +4,5 @@ import sys
 
 from bench.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not again in the worker processes that spawn this module anew
+    sys.exit(main())

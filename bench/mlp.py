@@ -143,12 +143,10 @@ def tanh_slope(z: np.ndarray) -> np.ndarray:
 
 def _logistic_pair(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """sigma(z) and sigma(-z) = 1 - sigma(z), each to a few ulp (the output layer's tails)."""
-    a = np.array(z, dtype=np.float64, order="C", copy=True)
-    flat = a.reshape(-1)
-    e, d, neg = np.empty(flat.size), np.empty(flat.size), np.empty(flat.size, dtype=bool)
-    _logistic_chunk(flat, None, e, d, neg)
-    complement = np.where(neg, d, e).reshape(a.shape)  # sigma(-z): d where z < 0, else e
-    return a, complement
+    e, d = np.empty_like(z), np.empty_like(z)
+    _logistic_parts(z, e, d)  # sigma(-|z|), sigma(|z|)
+    negative = z < 0.0
+    return np.where(negative, e, d), np.where(negative, d, e)
 
 
 def _with_ones(X: np.ndarray) -> np.ndarray:

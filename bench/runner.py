@@ -24,7 +24,7 @@ import pandas as pd
 
 import optimizers
 from bench import seeding
-from bench.config import Cell, Record, Stopping, stable_hash
+from bench.config import Cell, Stopping, stable_hash
 from bench.problem import Problem
 from optimizers.base import tree_take
 from optimizers.stagnation import Window, window_push, window_stalled, window_start
@@ -128,8 +128,7 @@ class _Running(NamedTuple):
     epochs: np.ndarray  # (R,) steps taken
     best: np.ndarray  # (R,) best loss so far
     next_mark: np.ndarray  # (R,) cost at which the next curve point is due
-    window: Window  # the best loss's recent history, for "stuck"
-    plateau_window: Window  # the same on the plateau window
+    window: Window  # the best loss's recent history: for "stuck" (width 0) and plateaus (width 1)
     plateau_start: np.ndarray  # (R,) cost at which the current plateau episode began; NaN if none
     plateau_loss: np.ndarray  # (R,) best loss when it began
     plateau_end: np.ndarray  # (R,) cost at which the last episode ended (-inf before the first)
@@ -179,12 +178,13 @@ def _run_batch(cell: Cell, runs: list[int]) -> CellTables:
         epochs=np.zeros(n, dtype=np.int64),
         best=np.full(n, np.inf),
         next_mark=np.zeros(n),  # the first evaluation is always a curve point
-        window=window_start(n),
-        plateau_window=window_start(n),
+        window=window_start(n, 2),
         plateau_start=np.full(n, np.nan),
         plateau_loss=np.full(n, np.nan),
         plateau_end=np.full(n, -np.inf),
     )
+    widths = np.array([stop.patience * budget, record.plateau_window * budget])
+    drops = np.array([stop.min_delta, record.plateau_min_delta])
     marks = checkpoint_marks(budget, record.checkpoints, record.spacing)
     curve: list[dict[str, np.ndarray]] = []
     episodes: list[dict[str, np.ndarray]] = []
@@ -195,14 +195,14 @@ def _run_batch(cell: Cell, runs: list[int]) -> CellTables:
         cost = problem.cost[live.index].copy()  # a snapshot: the ledger moves on when runs step
         loss = state.loss
         best = np.fmin(live.best, loss)
-        window = window_push(live.window, cost, best, stop.patience * budget)
-        stalled = window_stalled(window, best, stop.min_delta)
+        window = window_push(live.window, cost, best, widths)
+        stalled, flat = window_stalled(window, best, drops).T
         diverged = ~np.isfinite(loss)
         out = getattr(state, "out", None)
         solved = ~diverged & problem.solved(state.theta, loss, out)
         halt = solved | diverged | (stop.stagnation & stalled) | (cost + opt.max_step_cost > budget)
         live = _plateau_episodes(
-            live._replace(best=best, window=window), cost, solved | diverged, halt, record, budget, episodes, run_ids
+            live._replace(best=best, window=window), cost, flat & ~(solved | diverged), halt, episodes, run_ids
         )
 
         due = halt | (cost >= live.next_mark)
@@ -258,31 +258,31 @@ def _run_batch(cell: Cell, runs: list[int]) -> CellTables:
 def _plateau_episodes(
     live: _Running,
     cost: np.ndarray,
-    finished: np.ndarray,
+    on: np.ndarray,
     halt: np.ndarray,
-    record: Record,
-    budget: int,
     episodes: list[dict[str, np.ndarray]],
     run_ids: np.ndarray,
 ) -> _Running:
     """Follow each run on and off plateaus; append the episodes that end now to ``episodes``.
 
-    A run is on a plateau while it is not solved (nor diverged) and its best loss fell by at most
-    ``plateau_min_delta`` over the last ``plateau_window`` x budget cost units.  An episode begins
-    where that window begins (the loss has not moved since; never before the previous episode's
-    end) and ends when the run leaves the plateau ("escaped") or stops on it ("still on it").
+    A run is ``on`` a plateau while it is not solved (nor diverged) and its best loss fell by at
+    most ``plateau_min_delta`` over the last ``plateau_window`` x budget cost units (the window's
+    width 1).  An episode begins where that window begins (the loss has not moved since; never
+    before the previous episode's end) and ends when the run leaves the plateau ("escaped") or
+    stops on it ("still on it").
     """
-    window = window_push(live.plateau_window, cost, live.best, record.plateau_window * budget)
-    on = window_stalled(window, live.best, record.plateau_min_delta) & ~finished
+    window = live.window
     was_on = ~np.isnan(live.plateau_start)
     began = on & ~was_on
+    ended = (was_on & ~on) | (on & halt)
+    if not (began.any() or ended.any()):
+        return live
     start, start_loss = live.plateau_start.copy(), live.plateau_loss.copy()
     if began.any():
         rows = np.flatnonzero(began)
-        back = window.lag[rows]
+        back = window.lag[rows, 1]
         start[rows] = np.maximum(window.cost[rows, back], live.plateau_end[rows])
         start_loss[rows] = window.best[rows, back]
-    ended = (was_on & ~on) | (on & halt)
     end = live.plateau_end
     if ended.any():
         episodes.append(
@@ -297,7 +297,7 @@ def _plateau_episodes(
         )
         end = np.where(ended, cost, end)
         start[ended], start_loss[ended] = np.nan, np.nan
-    return live._replace(plateau_window=window, plateau_start=start, plateau_loss=start_loss, plateau_end=end)
+    return live._replace(plateau_start=start, plateau_loss=start_loss, plateau_end=end)
 
 
 def _episodes_table(episodes: list[dict[str, np.ndarray]]) -> pd.DataFrame:

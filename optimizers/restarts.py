@@ -86,6 +86,7 @@ class Restarts:
         self.base = optimizers.build(settings.base, settings.base_optimizer_settings())
         self.init_cost = self.base.init_cost
         self.max_step_cost = self.base.max_step_cost + self.base.init_cost
+        self._width, self._min_delta = np.array([settings.patience]), np.array([settings.min_delta])
 
     def init(self, theta0: np.ndarray, problem: ProblemView, rngs: np.ndarray) -> RestartState:
         start = problem.cost
@@ -97,7 +98,7 @@ class Restarts:
             loss=inner.loss,
             inner=inner,
             attempt_best=best,
-            window=window_push(window_start(n), problem.cost, best, self.settings.patience),
+            window=window_push(window_start(n), problem.cost, best, self._width),
             attempt_start=start,
             restart_cost=start,
             restarts=np.zeros(n, dtype=np.int64),
@@ -108,8 +109,8 @@ class Restarts:
         inner = self.base.step(state.inner, problem)
         cost = problem.cost
         attempt_best = np.fmin(state.attempt_best, inner.loss)
-        window = window_push(state.window, cost, attempt_best, self.settings.patience)
-        restart = ~np.isfinite(inner.loss) | window_stalled(window, attempt_best, self.settings.min_delta)
+        window = window_push(state.window, cost, attempt_best, self._width)
+        restart = ~np.isfinite(inner.loss) | window_stalled(window, attempt_best, self._min_delta)[:, 0]
         attempt_start, restarts = state.attempt_start, state.restarts
         if restart.any():
             idx = np.flatnonzero(restart)

@@ -1,4 +1,5 @@
-"""Stagnation over a sliding window of cost: the one rule behind the status ``stuck`` and restarts.
+"""Stagnation over a sliding window of cost: the one rule behind the status ``stuck``, the plateau
+episodes and restarts.
 
 A run is *stalled* at cost c when its best loss fell by at most a relative ``min_delta`` over the
 last ``width`` cost units:
@@ -8,16 +9,17 @@ last ``width`` cost units:
 where best(x) is the lowest loss among the run's evaluations made at cost <= x.  A run that has not
 been watched for a whole window yet (no evaluation at or before c - width) is not stalled.
 
-The runner applies it to each run's best loss with a width of ``[stopping] patience`` x budget;
-the restarts wrapper applies it to the current attempt's best loss with a width of its own
-``patience`` cost units.
+The runner applies it to each run's best loss with a width of ``[stopping] patience`` x budget
+("stuck") and of ``[record] plateau_window`` x budget (plateau episodes); the restarts wrapper
+applies it to the current attempt's best loss with a width of its own ``patience`` cost units.
 
 Looking one window back needs the window's history.  It is kept per run in a log of (cost, best)
-columns, one column per step, shared by all rows of a state (every row steps together).  A push
-writes the column past the state's ``head``, which no earlier state reads, and a full log is
-copied into a new, larger one, so a state handed to a push keeps seeing the same values (the
-optimizers' rule: inputs are never changed).  Columns that no row can look back to any more are
-dropped at that copy, so the log holds about one window of steps.
+columns, one column per step, shared by all rows of a state (every row steps together) and by
+all the widths watched over it (each width has its own look-back column per row).  A push writes
+the column past the state's ``head``, which no earlier state reads, and a full log is copied into
+a new, larger one, so a state handed to a push keeps seeing the same values (the optimizers'
+rule: inputs are never changed).  Columns that no width can look back to any more are dropped at
+that copy, so the log holds about one (longest) window of steps.
 """
 
 from __future__ import annotations
@@ -36,26 +38,42 @@ class Window(NamedTuple):
     best: np.ndarray  # (R, C) best loss at that cost
     head: np.ndarray  # (R,) columns written (the same for every row)
     start: np.ndarray  # (R,) first column of the current watch (restarts begin a new one)
-    lag: np.ndarray  # (R,) newest column at or before cost - width; < start if none yet
+    lag: np.ndarray  # (R, K) per width: newest column at or before cost - width; < start if none
+    # (R,) the same value in every row: True while all rows have logged the same costs since the
+    # same start (one optimizer stepping them together), so that every row looks back to the
+    # same column and the look-backs are followed as K numbers rather than R x K.
+    uniform: np.ndarray
 
 
-def window_start(n_runs: int) -> Window:
-    """An empty window for ``n_runs`` runs; push each evaluation into it, the first one too."""
+def window_start(n_runs: int, n_widths: int = 1) -> Window:
+    """An empty window for ``n_runs`` runs watched over ``n_widths`` widths; push each evaluation
+    into it, the first one too."""
     zeros = np.zeros(n_runs, dtype=np.int64)
-    return Window(np.empty((n_runs, _MIN_COLUMNS)), np.empty((n_runs, _MIN_COLUMNS)), zeros, zeros, zeros - 1)
+    empty = np.empty((n_runs, _MIN_COLUMNS))
+    lag = np.full((n_runs, n_widths), -1, dtype=np.int64)
+    return Window(empty, np.empty_like(empty), zeros, zeros, lag, np.ones(n_runs, dtype=bool))
 
 
-def window_push(window: Window, cost: np.ndarray, best: np.ndarray, width: float) -> Window:
-    """The window with one more evaluation per run, (cost, best) both (R,), costs increasing."""
+def window_push(window: Window, cost: np.ndarray, best: np.ndarray, widths: np.ndarray) -> Window:
+    """The window with one more evaluation per run, (cost, best) both (R,), costs increasing;
+    ``widths`` (K,) are the widths watched, in cost units."""
     if not len(cost):
         return window
     window = _room_for_one(window)
-    log_cost, log_best, head, start, lag = window
+    log_cost, log_best, head, start, lag, uniform = window
     h = int(head[0])
     log_cost[:, h], log_best[:, h] = cost, best  # past every earlier state's head: nobody reads it
     head = head + 1
-    lag = _advance(log_cost, head, np.maximum(lag, start - 1), cost - width)
-    return Window(log_cost, log_best, head, start, lag)
+    widths = np.asarray(widths, dtype=np.float64)
+    if uniform[0] and cost.min() == cost.max():
+        moved = _advance_one(log_cost[0], h + 1, lag[0], cost[0] - widths)
+        if np.any(moved != lag[0]):
+            lag = np.empty_like(lag)
+            lag[...] = moved
+        return Window(log_cost, log_best, head, start, lag, uniform)
+    limit = cost[:, None] - widths[None, :]
+    lag = _advance(log_cost, h + 1, np.maximum(lag, start[:, None] - 1), limit)
+    return Window(log_cost, log_best, head, start, lag, np.zeros_like(uniform))
 
 
 def window_restart(window: Window, rows: np.ndarray, cost: np.ndarray, best: np.ndarray) -> Window:
@@ -64,46 +82,70 @@ def window_restart(window: Window, rows: np.ndarray, cost: np.ndarray, best: np.
 
     The newest column was written by the push that made this state (no earlier state reads it).
     """
-    log_cost, log_best, head, start, lag = window
+    log_cost, log_best, head, start, lag, uniform = window
     h = int(head[0]) - 1
     log_cost[rows, h], log_best[rows, h] = cost, best
     start, lag = start.copy(), lag.copy()
     start[rows], lag[rows] = h, h - 1
-    return Window(log_cost, log_best, head, start, lag)
+    return Window(log_cost, log_best, head, start, lag, np.zeros_like(uniform))
 
 
-def window_stalled(window: Window, best: np.ndarray, min_delta: float) -> np.ndarray:
-    """(R,) bool: the best loss ``best`` (R,) is at least (1 - min_delta) x the best one window back."""
-    watched = window.lag >= window.start
+def window_stalled(window: Window, best: np.ndarray, min_deltas: np.ndarray) -> np.ndarray:
+    """(R, K) bool: per width, the best loss ``best`` (R,) is at least (1 - min_delta) x the best
+    one window back; ``min_deltas`` (K,) are the relative drops, one per width."""
+    keep = 1.0 - np.asarray(min_deltas, dtype=np.float64)
+    if len(best) and window.uniform[0]:
+        lag, start = window.lag[0], window.start[0]
+        watched = lag >= start
+        then = window.best[:, np.maximum(lag, 0)]
+        with np.errstate(invalid="ignore"):  # inf - inf from diverged runs: not stalled, they diverged
+            return watched & (best[:, None] >= keep * then)
+    watched = window.lag >= window.start[:, None]
     if not watched.any():
         return watched
-    then = window.best[np.arange(len(best)), np.maximum(window.lag, 0)]
-    with np.errstate(invalid="ignore"):  # inf - inf from diverged runs: not stalled, they diverged
-        return watched & (best >= (1.0 - min_delta) * then)
+    base = np.arange(0, window.best.size, window.best.shape[1])[:, None]
+    then = window.best.reshape(-1)[base + np.maximum(window.lag, 0)]
+    with np.errstate(invalid="ignore"):
+        return watched & (best[:, None] >= keep * then)
 
 
-def _advance(log_cost: np.ndarray, head: np.ndarray, lag: np.ndarray, limit: np.ndarray) -> np.ndarray:
-    """Move each row's ``lag`` to its newest column whose cost is <= ``limit`` (costs increase)."""
-    rows = np.arange(len(lag))
+def _advance_one(costs: np.ndarray, head: int, lag: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """``_advance`` for one row of costs (C,) and its K look-backs (K,): plain Python steps."""
+    lag = lag.copy()
+    for k in range(len(lag)):
+        while lag[k] + 1 < head and costs[lag[k] + 1] <= limit[k]:
+            lag[k] += 1
+    return lag
+
+
+def _advance(log_cost: np.ndarray, head: int, lag: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """Move each look-back column ``lag`` (R, K) to its row's newest column whose cost is <=
+    ``limit`` (R, K) (costs increase along a row; ``head`` columns are written).
+
+    Rows move one column per push in steady state: each pass looks two columns ahead with whole-
+    array operations on the flat log, and goes round again only if some look-back moved two.
+    """
+    flat, last = log_cost.reshape(-1), head - 1
+    base = np.arange(0, log_cost.size, log_cost.shape[1])[:, None]
     while True:
-        nxt = lag + 1
-        can = nxt < head
-        can[can] = log_cost[rows[can], nxt[can]] <= limit[can]
-        if not can.any():
+        one = (lag < last) & (flat[base + np.minimum(lag + 1, last)] <= limit)
+        two = one & (lag + 1 < last) & (flat[base + np.minimum(lag + 2, last)] <= limit)
+        lag = lag + one + two
+        if not two.any():
             return lag
-        lag = np.where(can, nxt, lag)
 
 
 def _room_for_one(window: Window) -> Window:
     """The window itself if its log has a free column, else a copy into a larger log without the
-    columns nobody can look back to (those before each row's lag, or before its watch)."""
-    log_cost, log_best, head, start, lag = window
+    columns nobody can look back to (those before each row's oldest look-back, or its watch)."""
+    log_cost, log_best, head, start, lag, uniform = window
     h = int(head[0])
     if h < log_cost.shape[1]:
         return window
-    needed = np.where(lag >= start, lag, start)
+    needed = np.where(lag >= start[:, None], lag, start[:, None])
     low = int(needed.min())
     columns = max(_MIN_COLUMNS, 2 * (h - low))
     new_cost, new_best = np.empty((len(head), columns)), np.empty((len(head), columns))
     new_cost[:, : h - low], new_best[:, : h - low] = log_cost[:, low:h], log_best[:, low:h]
-    return Window(new_cost, new_best, head - low, start - low, np.where(lag >= start, lag - low, start - low - 1))
+    moved_lag = np.where(lag >= start[:, None], lag - low, start[:, None] - low - 1)
+    return Window(new_cost, new_best, head - low, start - low, moved_lag, uniform)

@@ -297,3 +297,64 @@ def test_two_runs_of_one_config_share_the_work(tmp_path):
     single = tmp_path / "single"
     assert main(["run", str(path), "--out", str(single), "--no-analysis", "--no-report"]) == 0
     pd.testing.assert_frame_equal(tables_of(out), tables_of(single))
+
+
+# ---------------------------------------------------------------------------- executors
+
+
+def sweep() -> list:
+    doc = {
+        "experiment": {"name": "e", "seed": 2, "runs": 12, "budget": 2400},
+        "model": {"init_scale": 1.0},
+        "datasets": [{"name": "xor"}, {"name": "parity", "params": {"n_bits": 3}}],
+        "optimizers": [
+            {"name": "gd", "learning_rate": [0.5, 2.0]},
+            {"name": "ga", "population_size": 8},
+            {"name": "restarts", "base": "rprop", "patience": 300},
+        ],
+    }
+    return config.from_dict(doc).cells()
+
+
+def collect(cells, executor: str, **kwargs) -> dict:
+    out = {}
+    executors.run_cells(cells, None, lambda cell, tables: out.__setitem__(cell.key, tables), executor, **kwargs)
+    return out
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        pd.testing.assert_frame_equal(a[key].runs.drop(columns="wall_time"), b[key].runs.drop(columns="wall_time"))
+        pd.testing.assert_frame_equal(a[key].curves, b[key].curves)
+        pd.testing.assert_frame_equal(a[key].plateaus, b[key].plateaus)
+
+
+def test_serial_local_and_dask_give_identical_tables():
+    cells = sweep()
+    serial = collect(cells, "serial")
+    assert_same(serial, collect(cells, "local", workers=2))
+    assert_same(serial, collect(cells, "dask", workers=2))
+
+
+def test_a_dask_worker_killed_mid_sweep_changes_nothing():
+    from dask.distributed import Client, LocalCluster
+
+    cells = sweep()
+    serial = collect(cells, "serial")
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            pids = list(client.run(os.getpid).values())
+        killed = []
+
+        def kill_one_after_the_first(cell, tables, out={}):  # noqa: B006 - a counter shared by the calls
+            out[cell.key] = tables
+            if not killed:
+                os.kill(pids[0], signal.SIGKILL)  # the nanny starts a new worker; its cells go elsewhere
+                killed.append(pids[0])
+            collected.update(out)
+
+        collected: dict = {}
+        executors.run_cells(cells, None, kill_one_after_the_first, "dask", scheduler=cluster.scheduler_address)
+    assert killed
+    assert_same(serial, collected)

@@ -38,9 +38,11 @@ def brute_stalled(costs, bests, starts, width, min_delta):
     seed=st.integers(0, 2**32 - 1),
 )
 def test_window_agrees_with_the_definition(n_runs, steps, width, min_delta, restart_rate, seed):
-    """Uneven costs per step, plateaus, restarts, and logs that outgrow their first capacity."""
+    """Uneven costs per step, plateaus, restarts, logs that outgrow their first capacity, and two
+    widths watched over one log."""
     rng = np.random.default_rng(seed)
-    window = window_start(n_runs)
+    widths, drops = np.array([width, 2.3 * width]), np.array([min_delta, 0.02])
+    window = window_start(n_runs, 2)
     costs = [[] for _ in range(n_runs)]
     bests = [[] for _ in range(n_runs)]
     starts = [0] * n_runs
@@ -49,7 +51,7 @@ def test_window_agrees_with_the_definition(n_runs, steps, width, min_delta, rest
         cost = cost + rng.integers(1, 6, n_runs)
         # Falls by 0 (plateau), by a little, or by a lot.
         best = np.fmin(best, rng.choice([1.0, 1 - 1e-4, 0.9], n_runs) * np.where(np.isfinite(best), best, 1.0))
-        window = window_push(window, cost, best, width)
+        window = window_push(window, cost, best, widths)
         for r in range(n_runs):
             costs[r].append(cost[r])
             bests[r].append(best[r])
@@ -61,17 +63,18 @@ def test_window_agrees_with_the_definition(n_runs, steps, width, min_delta, rest
             for r in restart:
                 costs[r][-1], bests[r][-1] = cost[r], best[r]
                 starts[r] = len(costs[r]) - 1
-        want = brute_stalled(costs, bests, starts, width, min_delta)
-        np.testing.assert_array_equal(window_stalled(window, best, min_delta), want)
+        got = window_stalled(window, best, drops)
+        for k in range(2):
+            np.testing.assert_array_equal(got[:, k], brute_stalled(costs, bests, starts, widths[k], drops[k]))
 
 
 def test_an_earlier_state_is_not_changed_by_later_pushes():
     window = window_start(2)
-    window = window_push(window, np.array([3.0, 3.0]), np.array([1.0, 1.0]), 10.0)
+    window = window_push(window, np.array([3.0, 3.0]), np.array([1.0, 1.0]), np.array([10.0]))
     kept = [np.array(leaf, copy=True) for leaf in window]
     later = window
     for step in range(2, 200):  # through several copies into larger logs
-        later = window_push(later, np.array([3.0, 3.0]) * step, np.array([1.0, 0.5]), 10.0)
+        later = window_push(later, np.array([3.0, 3.0]) * step, np.array([1.0, 0.5]), np.array([10.0]))
     head = int(window.head[0])
     np.testing.assert_array_equal(window.cost[:, :head], kept[0][:, :head])
     np.testing.assert_array_equal(window.best[:, :head], kept[1][:, :head])
