@@ -6,7 +6,7 @@ one generation (one ``step``) is DEAP's ``eaSimple`` with elitism (Holland 1975;
 DEAP: Fortin et al. 2012, "DEAP: Evolutionary algorithms made easy", JMLR 13):
 
 1. select n parents by tournaments: each is the best of ``tournament_size`` individuals drawn
-   uniformly with replacement;
+   uniformly with replacement (ties to the first drawn; a NaN loss loses to any number);
 2. vary as DEAP's ``varAnd``: consecutive pairs (x_2i, x_2i+1) are crossed with probability
    ``crossover_probability``, gene by gene with u ~ U(0, 1):
 
@@ -32,10 +32,11 @@ the model's init distribution, so every method starts from the same distribution
 What is DEAP's own and what is vectorized
 -----------------------------------------
 DEAP's own: ``creator`` (the fitness and individual classes), ``base.Toolbox`` (the operator
-registry), ``tools.selTournament`` (selection), ``tools.HallOfFame`` (elites and incumbent, one
+registry), ``tools.HallOfFame`` (elites and incumbent, one
 per run) and ``tools.Logbook`` (per-generation min/mean/max loss and evaluation count, one per
 run).  Vectorized here, and registered in the toolbox in place of DEAP's per-gene Python loops:
-``mate`` (``cx_blend``, ``cx_simulated_binary``: the math of ``tools.cxBlend`` and
+``select`` (``sel_tournament``: the math of ``tools.selTournament`` with numpy draws), ``mate``
+(``cx_blend``, ``cx_simulated_binary``: the math of ``tools.cxBlend`` and
 ``tools.cxSimulatedBinary`` on whole (pairs, P) arrays), ``mutate`` (``mut_gaussian``: the math of
 ``tools.mutGaussian`` with a per-gene mask) and ``evaluate`` (``evaluate_invalid``: every
 individual that needs a fitness, across all runs being stepped, in one stacked forward pass;
@@ -43,21 +44,21 @@ it replaces ``toolbox.map(toolbox.evaluate, ...)``).
 
 Randomness and reproducibility
 ------------------------------
-Each run draws only from its own streams: numpy draws (initial population, crossover and
-mutation) from the run's generator ``rngs[r]``, and DEAP's selection from the global ``random``
-module, which is set to the run's own saved state before its selection and saved again after
-(the caller's global state is restored).  So a run's numbers do not depend on how many runs
-share a batch or in which order runs are stepped.  Python loops over runs do only per-run work
-of size O(population): selection, hall of fame, logbook and the draws; never per gene and never
-per forward pass.  The per-run objects in the state (generators, hall of fame, logbook) are
-advanced in place, as a numpy generator is: a state is meant to be stepped once.  (Copying the
-logbook every generation would cost time quadratic in the number of generations.)
+Each run draws only from its own numpy generator ``rngs[r]``: the initial population, the
+tournaments, crossover and mutation.  Nothing draws from Python's global ``random`` module (which
+DEAP's own selection uses): another thread of the process (a Dask worker's event loop, a
+notebook's) may draw from it at any moment, which would change a run's tournaments.  So a run's
+numbers depend neither on how many runs share a batch, nor on the order they are stepped in, nor
+on what else runs in the process.  Python loops over runs do only per-run work of size
+O(population): the hall of fame, the logbook and the draws; never per gene and never per forward
+pass.  The per-run objects in the state (generators, hall of fame, logbook) are advanced in place,
+as a numpy generator is: a state is meant to be stepped once.  (Copying the logbook every
+generation would cost time quadratic in the number of generations.)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import random
 from numbers import Integral
 from typing import Any, NamedTuple
 
@@ -72,20 +73,11 @@ CROSSOVERS = ("blend", "sbx")
 LOGBOOK_HEADER = ("gen", "nevals", "min", "mean", "max")
 
 
-class _PopulationRow:
-    """Base of the selection individual: the index of a row in a run's population array."""
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-
-
 # creator writes global classes: create them once, here only.
 if not hasattr(creator, "FitnessMin"):
     creator.create("FitnessMin", base.Fitness, weights=(-1.0,))
 if not hasattr(creator, "GAIndividual"):  # a genome, as the hall of fame keeps it
     creator.create("GAIndividual", np.ndarray, fitness=creator.FitnessMin)
-if not hasattr(creator, "GAMember"):  # a row index, as tournament selection sees it
-    creator.create("GAMember", _PopulationRow, fitness=creator.FitnessMin)
 
 
 # ---------------------------------------------------------------------------- settings
@@ -169,6 +161,16 @@ def mut_gaussian(x: np.ndarray, gene_mask: np.ndarray, z: np.ndarray, mu: float,
     return x + np.where(gene_mask, mu + sigma * z, 0.0)
 
 
+def sel_tournament(fitness: np.ndarray, k: int, tournsize: int, rng: np.random.Generator) -> np.ndarray:
+    """Tournament selection (``tools.selTournament``) with numpy draws: the indices (k,) of the
+    winners of k tournaments among one population's losses ``fitness`` (n,), each of
+    ``tournsize`` individuals drawn uniformly with replacement.  The lowest loss wins; among
+    equal losses the first drawn, as DEAP's ``max`` picks; a NaN loss loses to any number."""
+    aspirants = rng.integers(0, len(fitness), size=(k, tournsize))
+    losses = np.where(np.isnan(fitness), np.inf, fitness)[aspirants]
+    return aspirants[np.arange(k), np.argmin(losses, axis=1)]
+
+
 def evaluate_invalid(
     problem: ProblemView, population: np.ndarray, fitness: np.ndarray, invalid: np.ndarray
 ) -> np.ndarray:
@@ -196,19 +198,8 @@ class GAState(NamedTuple):
     generation: np.ndarray  # (R,) generations done
     evaluations: np.ndarray  # (R,) individuals evaluated, the first population included
     rng: np.ndarray  # (R,) object: the run's np.random.Generator
-    random_state: np.ndarray  # (R,) object: the run's saved state of Python's ``random`` (for DEAP)
     hall_of_fame: np.ndarray  # (R,) object: the run's tools.HallOfFame
     logbook: np.ndarray  # (R,) object: the run's tools.Logbook
-
-
-def _members(fitness: np.ndarray) -> list[Any]:
-    """Selection individuals for one run's population: row indices carrying their fitness."""
-    members = []
-    for index, loss in enumerate(fitness.tolist()):
-        member = creator.GAMember(index)
-        member.fitness.values = (loss,)
-        members.append(member)
-    return members
 
 
 def _individual(genome: np.ndarray, loss: float) -> Any:
@@ -238,7 +229,7 @@ class GeneticAlgorithm:
         self.init_cost = FORWARD_COST * s.population_size
         self.max_step_cost = FORWARD_COST * s.population_size
         self.toolbox = base.Toolbox()
-        self.toolbox.register("select", tools.selTournament, tournsize=s.tournament_size)
+        self.toolbox.register("select", sel_tournament, tournsize=s.tournament_size)
         if s.crossover == "blend":
             self.toolbox.register("mate", cx_blend, alpha=s.blend_alpha)
         else:
@@ -259,12 +250,9 @@ class GeneticAlgorithm:
         if rngs is None or len(rngs) != n_runs:
             raise ValueError(f"ga needs one random generator per run: {n_runs} runs, got {rngs!r}")
         population = np.empty((n_runs, s.population_size, n_params))
-        random_states = []
         for r, rng in enumerate(rngs):
             population[r, 0] = theta0[r]
             population[r, 1:] = problem.draw(rng, s.population_size - 1)
-            # DEAP draws from the global ``random``: give the run its own state, seeded from its stream.
-            random_states.append(random.Random(int(rng.integers(2**63))).getstate())
         fitness = self.toolbox.evaluate(
             problem, population, np.full((n_runs, s.population_size), np.nan), np.ones(population.shape[:2], bool)
         )
@@ -286,7 +274,6 @@ class GeneticAlgorithm:
             generation=np.zeros(n_runs, dtype=np.int64),
             evaluations=np.full(n_runs, s.population_size, dtype=np.int64),
             rng=_object_array(list(rngs)),
-            random_state=_object_array(random_states),
             hall_of_fame=_object_array(halls),
             logbook=_object_array(logbooks),
         )
@@ -298,17 +285,10 @@ class GeneticAlgorithm:
         offspring = np.empty_like(state.population)
         parent_fitness = np.empty_like(state.fitness)
         invalid = np.zeros((n_runs, size), dtype=bool)
-        random_states = state.random_state.copy()
-        caller_random_state = random.getstate()
-        try:
-            for r in range(n_runs):
-                random.setstate(state.random_state[r])
-                chosen = [m.index for m in self.toolbox.select(_members(state.fitness[r]), size)]
-                random_states[r] = random.getstate()
-                offspring[r], invalid[r] = self._vary(state.population[r, chosen], state.rng[r])
-                parent_fitness[r] = state.fitness[r, chosen]
-        finally:
-            random.setstate(caller_random_state)
+        for r in range(n_runs):
+            chosen = self.toolbox.select(state.fitness[r], size, rng=state.rng[r])
+            offspring[r], invalid[r] = self._vary(state.population[r, chosen], state.rng[r])
+            parent_fitness[r] = state.fitness[r, chosen]
 
         fitness = self.toolbox.evaluate(problem, offspring, parent_fitness, invalid)
 
@@ -336,7 +316,6 @@ class GeneticAlgorithm:
             fitness=fitness,
             generation=generation,
             evaluations=state.evaluations + n_evaluated,
-            random_state=random_states,
         )
 
     def extra_columns(self, state: GAState) -> dict[str, np.ndarray]:

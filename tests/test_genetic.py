@@ -6,7 +6,7 @@ import random
 
 import numpy as np
 import pytest
-from deap import tools
+from deap import creator, tools
 
 import datasets
 import optimizers
@@ -21,6 +21,7 @@ from optimizers.genetic import (
     cx_simulated_binary,
     evaluate_invalid,
     mut_gaussian,
+    sel_tournament,
 )
 
 # Tuned for XOR 2-2-1 (see test_ga_solves_xor_with_the_runner): less extrapolating blends and more
@@ -198,18 +199,41 @@ def test_results_do_not_depend_on_batching_or_order(crossover):
     assert len({tuple(t) for t in batch[-1].theta}) == 6  # the runs differ from each other
 
 
-def test_step_restores_the_callers_random_state_and_keeps_its_inputs():
+def test_steps_never_touch_pythons_random_and_keep_their_inputs():
+    """Another thread of the process (a Dask worker's event loop) may draw from ``random`` at any
+    moment: the GA must not depend on it, nor change it."""
     ga = GeneticAlgorithm(GASettings(population_size=10))
-    problem = xor_problem(2)
-    state = ga.init(start(range(2)), problem.view(), np.array(run_generators(range(2)), dtype=object))
-    population, fitness, saved = state.population.copy(), state.fitness.copy(), state.random_state.copy()
-    random.seed(123)
-    expected = random.getstate()
-    ga.step(state, problem.view())
-    assert random.getstate() == expected
-    np.testing.assert_array_equal(state.population, population)
-    np.testing.assert_array_equal(state.fitness, fitness)
-    assert all(a is b for a, b in zip(state.random_state, saved))
+    results = []
+    for seed in (1, 2):
+        problem = xor_problem(2)
+        state = ga.init(start(range(2)), problem.view(), np.array(run_generators(range(2)), dtype=object))
+        population, fitness = state.population.copy(), state.fitness.copy()
+        random.seed(seed)
+        before = random.getstate()
+        stepped = ga.step(state, problem.view())
+        assert random.getstate() == before
+        random.random()  # someone else draws between the generations
+        results.append(ga.step(stepped, problem.view()).theta)
+        np.testing.assert_array_equal(state.population, population)
+        np.testing.assert_array_equal(state.fitness, fitness)
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_tournament_selection_is_deaps_rule_on_the_same_draws():
+    """Replay the aspirants: DEAP's winner is the max of the fitnesses (weights -1: the lowest
+    loss, ties to the first drawn); NaN losses lose."""
+    fitness = np.array([0.5, 0.2, np.nan, 0.2, 0.9, 0.1])
+    rng = np.random.default_rng(3)
+    winners = sel_tournament(fitness, 200, 3, np.random.default_rng(3))
+    aspirants = rng.integers(0, len(fitness), size=(200, 3))
+    for row, won in zip(aspirants, winners):
+        members = []
+        for index in row:
+            individual = creator.GAIndividual(np.zeros(1))
+            individual.fitness = creator.FitnessMin((np.inf if np.isnan(fitness[index]) else fitness[index],))
+            members.append((index, individual))
+        assert won == max(members, key=lambda m: m[1].fitness)[0]
+    assert 2 not in set(winners[np.isin(aspirants, [0, 1, 3, 4, 5]).any(axis=1)])  # NaN never beats a number
 
 
 def test_ga_solves_xor_with_the_runner():
