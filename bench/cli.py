@@ -81,6 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def entry_point() -> None:
+    """The ``bench`` console script: ``python -m bench`` under a shorter name."""
+    sys.exit(main())
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
@@ -362,8 +367,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_list() -> int:
-    import datasets
-    import optimizers
+    from bench import datasets, optimizers
     from bench.config import resolve_source
 
     print("datasets (parameters with defaults):")

@@ -52,12 +52,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import datasets
-import optimizers
-from bench import mlp
+from bench import datasets, mlp, optimizers
+from bench.datasets.base import SPLITS, SUCCESS_KINDS, Success
+from bench.optimizers.base import SettingError, settings_dict
 from bench.registry import UnknownNameError, did_you_mean
-from datasets.base import SPLITS, SUCCESS_KINDS, Success
-from optimizers.base import SettingError, settings_dict
 
 PRESET_DIR = Path(__file__).parent / "configs"
 MAX_INIT_SCALE = 1e100

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 
-import datasets
+from bench import datasets
 from bench.config import from_dict
 from bench.problem import Problem
 from bench.runner import initial_parameters, run_cell

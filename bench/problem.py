@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.datasets.base import Dataset, accuracy, within_40_20_40
 from bench.mlp import MLP
-from datasets.base import Dataset, accuracy, within_40_20_40
 
 FORWARD_COST = 1
 GRADIENT_COST = 3

@@ -22,12 +22,11 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-import optimizers
-from bench import seeding
+from bench import optimizers, seeding
 from bench.config import Cell, Stopping, stable_hash
+from bench.optimizers.base import tree_take
+from bench.optimizers.stagnation import Window, window_push, window_stalled, window_start
 from bench.problem import Problem
-from optimizers.base import tree_take
-from optimizers.stagnation import Window, window_push, window_stalled, window_start
 
 STATUSES = ("running", "solved", "diverged", "stuck", "unfinished")
 _RUNNING, _SOLVED, _DIVERGED, _STUCK, _UNFINISHED = range(5)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+from bench.datasets.base import Dataset, Success
+from bench.datasets.registry import register
 
 from bench.memory import available_bytes, human
-from datasets.base import Dataset, Success
-from datasets.registry import register
 
 
 def _classic(name: str, X: np.ndarray, Y: np.ndarray, hidden: tuple[int, ...], description: str) -> Dataset:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bench.datasets.base import Dataset
+
 from bench.registry import Registry
-from datasets.base import Dataset
 
 DatasetFactory = Callable[..., Dataset]
 DATASETS: Registry[DatasetFactory] = Registry("dataset")

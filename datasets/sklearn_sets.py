@@ -9,12 +9,11 @@ test-loss target (regression) that a config can change.
 from __future__ import annotations
 
 import numpy as np
+from bench.datasets.base import Dataset, Success
+from bench.datasets.registry import register
 from sklearn import datasets as skd
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
-
-from datasets.base import Dataset, Success
-from datasets.registry import register
 
 
 def _check_split(test_size: float) -> None:

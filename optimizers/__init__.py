@@ -1,6 +1,6 @@
 """Optimizers by name.
 
-    import optimizers
+    from bench import optimizers
     rule = optimizers.gradient_rule("rprop", variant="irprop-", delta_0=0.1)
     state = rule.init(theta)                                   # theta: (R, P)
     theta, state = rule.update(theta, grad, state, loss=loss)  # pure: inputs never mutated
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from optimizers import gd, genetic, momentum, random_search, restarts, rprop  # noqa: F401  (registers them)
-from optimizers.base import settings_from_dict
-from optimizers.registry import OPTIMIZERS, OptimizerEntry
+from bench.optimizers import gd, genetic, momentum, random_search, restarts, rprop  # noqa: F401  (registers them)
+from bench.optimizers.base import settings_from_dict
+from bench.optimizers.registry import OPTIMIZERS, OptimizerEntry
 
 __all__ = ["OPTIMIZERS", "OptimizerEntry", "build", "gradient_rule", "make_settings"]
 
@@ -36,7 +36,7 @@ def gradient_rule(name: str, **settings: Any) -> Any:
 def build(name: str, settings: Any) -> Any:
     """The runner's Optimizer for ``name`` with validated ``settings``: gradient rules are
     wrapped in the shared gradient loop, direct methods build themselves."""
-    from optimizers.protocol import GradientMethod
+    from bench.optimizers.protocol import GradientMethod
 
     entry = OPTIMIZERS.get(name)
     if entry.kind == "gradient":

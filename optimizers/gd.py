@@ -17,9 +17,8 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-
-from optimizers.base import CountState, LearningRate, clip_gradient, new_count
-from optimizers.registry import register_gradient
+from bench.optimizers.base import CountState, LearningRate, clip_gradient, new_count
+from bench.optimizers.registry import register_gradient
 
 
 @dataclasses.dataclass(frozen=True)

@@ -63,11 +63,11 @@ from numbers import Integral
 from typing import Any, NamedTuple
 
 import numpy as np
+from bench.optimizers.base import SettingError, check_choice, check_range
+from bench.optimizers.registry import register_direct
 from deap import base, creator, tools
 
 from bench.problem import FORWARD_COST, ProblemView
-from optimizers.base import SettingError, check_choice, check_range
-from optimizers.registry import register_direct
 
 CROSSOVERS = ("blend", "sbx")
 LOGBOOK_HEADER = ("gen", "nevals", "min", "mean", "max")

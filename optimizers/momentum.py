@@ -16,9 +16,8 @@ import dataclasses
 from typing import NamedTuple
 
 import numpy as np
-
-from optimizers.base import LearningRate, check_range, clip_gradient, new_count, per_run
-from optimizers.registry import register_gradient
+from bench.optimizers.base import LearningRate, check_range, clip_gradient, new_count, per_run
+from bench.optimizers.registry import register_gradient
 
 
 @dataclasses.dataclass(frozen=True)

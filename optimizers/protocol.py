@@ -19,9 +19,9 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
+from bench.optimizers.base import GradientRule
 
 from bench.problem import GRADIENT_COST, ProblemView
-from optimizers.base import GradientRule
 
 
 class Optimizer(Protocol):

@@ -11,10 +11,10 @@ import dataclasses
 from typing import NamedTuple
 
 import numpy as np
+from bench.optimizers.base import check_range
+from bench.optimizers.registry import register_direct
 
 from bench.problem import FORWARD_COST, ProblemView
-from optimizers.base import check_range
-from optimizers.registry import register_direct
 
 
 @dataclasses.dataclass(frozen=True)

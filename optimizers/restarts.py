@@ -27,11 +27,11 @@ import dataclasses
 from typing import Any, NamedTuple
 
 import numpy as np
+from bench.optimizers.base import SettingError, check_range, settings_from_dict, tree_put
+from bench.optimizers.registry import OPTIMIZERS, register_direct
+from bench.optimizers.stagnation import Window, window_push, window_restart, window_stalled, window_start
 
 from bench.problem import ProblemView
-from optimizers.base import SettingError, check_range, settings_from_dict, tree_put
-from optimizers.registry import OPTIMIZERS, register_direct
-from optimizers.stagnation import Window, window_push, window_restart, window_stalled, window_start
 
 NOT_WRAPPABLE = ("restarts", "random_search")
 
@@ -80,7 +80,7 @@ class Restarts:
     stream = "restarts"  # the same restart weights whatever the base: paired comparisons
 
     def __init__(self, settings: RestartSettings) -> None:
-        import optimizers
+        from bench import optimizers
 
         self.settings = settings
         self.base = optimizers.build(settings.base, settings.base_optimizer_settings())

@@ -27,9 +27,8 @@ import dataclasses
 from typing import NamedTuple
 
 import numpy as np
-
-from optimizers.base import Clipping, SettingError, check_choice, check_range, clip_gradient, per_run
-from optimizers.registry import register_gradient
+from bench.optimizers.base import Clipping, SettingError, check_choice, check_range, clip_gradient, per_run
+from bench.optimizers.registry import register_gradient
 
 VARIANTS = ("rprop+", "rprop-", "irprop+", "irprop-")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from bench.datasets.base import Dataset, Success
 
-import datasets
-from datasets.base import Dataset, Success
+from bench import datasets
 
 
 def test_xor_patterns():

@@ -166,7 +166,7 @@ def test_no_unsolved_xor_2_2_1_run_ends_at_a_finite_minimum():
         "datasets": [{"name": "xor"}],
         "optimizers": [{"name": "gd", "learning_rate": 2.0}, {"name": "rprop", "variant": "irprop-"}],
     }
-    import datasets
+    from bench import datasets
 
     data, net = datasets.load("xor"), MLP([2, 2, 1])
     classes = []

@@ -6,15 +6,7 @@ import random
 
 import numpy as np
 import pytest
-from deap import creator, tools
-
-import datasets
-import optimizers
-from bench.config import from_dict
-from bench.mlp import MLP
-from bench.problem import Problem
-from bench.runner import run_cell
-from optimizers.genetic import (
+from bench.optimizers.genetic import (
     GASettings,
     GeneticAlgorithm,
     cx_blend,
@@ -23,6 +15,13 @@ from optimizers.genetic import (
     mut_gaussian,
     sel_tournament,
 )
+from deap import creator, tools
+
+from bench import datasets, optimizers
+from bench.config import from_dict
+from bench.mlp import MLP
+from bench.problem import Problem
+from bench.runner import run_cell
 
 # Tuned for XOR 2-2-1 (see test_ga_solves_xor_with_the_runner): less extrapolating blends and more
 # mutated genes keep the population from saturating into the E = 0.25 attractor.

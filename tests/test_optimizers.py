@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import datasets
-import optimizers
+from bench import datasets, optimizers
 from bench.mlp import MLP
 
 THETA = np.array([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]])

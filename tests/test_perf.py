@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import datasets
-from bench import perf
+from bench import datasets, perf
 from bench.runner import run_cell
 
 

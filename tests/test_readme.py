@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from bench.optimizers.restarts import RestartSettings
 
-import datasets
-from bench import config
+from bench import config, datasets
 from bench.cli import main
 from bench.config import Record, Stopping, from_dict
 from bench.runner import hyperparameter_columns, run_cell, status_meanings
-from optimizers.restarts import RestartSettings
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 

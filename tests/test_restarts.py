@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import datasets
+from bench import datasets
 from bench.config import ConfigError, from_dict
 from bench.mlp import MLP
 from bench.runner import run_cell
@@ -94,7 +94,7 @@ def test_bad_restart_settings_are_named(settings, path, message):
 
 def test_restart_weights_are_shared_across_base_optimizers(monkeypatch):
     """The k-th restart of run i starts from the same weights whatever the base (paired comparisons)."""
-    from optimizers.protocol import GradientMethod
+    from bench.optimizers.protocol import GradientMethod
 
     starts: list[tuple[tuple[int, ...], np.ndarray]] = []
     original = GradientMethod.init

@@ -62,7 +62,7 @@ def test_solved_runs_stop_at_success_and_the_budget_is_respected(tiny):
 
 
 def test_final_row_matches_the_network_at_theta_final(tiny):
-    import datasets
+    from bench import datasets
     from bench.mlp import MLP
 
     cell = cells_of(tiny)[0]

@@ -7,14 +7,14 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
+from bench.optimizers.registry import register_direct
+from bench.optimizers.stagnation import window_push, window_restart, window_stalled, window_start
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.config import from_dict
 from bench.problem import GRADIENT_COST
 from bench.runner import run_cell
-from optimizers.registry import register_direct
-from optimizers.stagnation import window_push, window_restart, window_stalled, window_start
 
 
 def brute_stalled(costs, bests, starts, width, min_delta):
