@@ -11,3 +11,14 @@ if not _os.path.isdir(_os.path.join(__path__[0], "optimizers")) and all(
     _os.path.isfile(_os.path.join(_root, name, "registry.py")) for name in ("optimizers", "datasets")
 ):
     __path__.append(_root)
+
+__all__ = ["Results", "load", "register_dataset", "register_optimizer", "run"]
+
+
+def __getattr__(name: str):
+    # The API loads on first use, so ``import bench`` (and ``python -m bench --help``) stays light.
+    if name in __all__:
+        from bench import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'bench' has no attribute {name!r}")

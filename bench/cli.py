@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
-from pathlib import Path
 
-from bench.config import Cell, Config, ConfigError, presets
-from bench.config import load as load_config
+from bench.config import ConfigError, presets
 from bench.errors import DamagedResults, EnvironmentProblem
 from bench.memory import keep_freed_memory
 
@@ -124,60 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def checked_config(source: str, overrides: list[str], batch: int | None = None, workers: int = 1) -> Config:
-    """Load a config and check every cell's budget and memory, before anything is written."""
-    from bench import memory
-    from bench.runner import check_budget
-
-    config = load_config(source, overrides)
-    available = memory.available_bytes()
-    largest = 0
-    for cell in config.cells():
-        index = config.datasets.index(cell.dataset)
-        try:
-            check_budget(cell)
-        except ValueError as exc:
-            path = "experiment.budget" if cell.dataset.budget == config.budget else f"datasets[{index}].budget"
-            raise ConfigError(config.source, path, str(exc)) from None
-        need, rows, n_params = _cell_memory(cell, batch)
-        largest = max(largest, need)
-        if need > available:
-            fix = (
-                f"use fewer runs, or --batch to hold fewer than {rows:,} runs at a time"
-                if rows > 1 and _cell_memory(cell, 1)[0] <= available
-                else "use a smaller network (even one run at a time does not fit)"
-            )
-            raise ConfigError(
-                config.source,
-                f"datasets[{index}]",
-                f"{cell.dataset.label} / {cell.optimizer.label} needs about {memory.human(need)} for {rows:,} runs "
-                f"of a {n_params:,}-parameter network at once; this machine has {memory.human(available)} "
-                f"available: {fix}",
-            )
-    if workers > 1 and largest * min(workers, len(config.cells())) > available:
-        print(
-            f"warning: {workers} workers may need up to {memory.human(largest * workers)} together; "
-            f"this machine has {memory.human(available)} available (fewer --workers use less)",
-            file=sys.stderr,
-        )
-    return config
-
-
-def _cell_memory(cell: Cell, batch: int | None) -> tuple[int, int, int]:
-    """The estimated bytes of one batch of the cell's runs, the rows in it, and the parameters."""
-    from bench import memory
-
-    net = cell.dataset.network()
-    rows = cell.config.runs if batch is None else min(batch, cell.config.runs)
-    population = getattr(cell.optimizer.settings, "population_size", 1)
-    patterns = cell.dataset.load().X_train.shape[0]
-    widths = list(net.layer_sizes[1:])
-    need = memory.cell_bytes(rows, net.n_params, patterns, widths, population, cell.config.record.checkpoints)
-    return need, rows, net.n_params
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
-    config = checked_config(args.config, args.overrides)
+    from bench import api
+
+    config = api.resolve(args.config, args.overrides)
+    api.check(config, warn=lambda message: print(message, file=sys.stderr))
     cells = config.cells()
     print(
         f"ok: {config.source} is valid: experiment {config.name!r} (hash {config.hash}), "
@@ -188,181 +138,62 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from bench import analysis, executors, store
-
-    if args.workers < 1:
-        raise ConfigError("--workers", "", f"must be >= 1, got {args.workers}")
-    if args.batch is not None and args.batch < 1:
-        raise ConfigError("--batch", "", f"must be >= 1, got {args.batch}")
-    if args.scheduler is not None and args.executor != "dask":
-        raise ConfigError("--scheduler", "", "a scheduler address needs --executor dask")
-    config = checked_config(args.config, args.overrides, args.batch, args.workers)
-    results = store.ResultStore(_results_root(args.out), config)
-    try:
-        results.start(store.command_line(args.argv), args.workers, args.batch)
-    except PermissionError as exc:
-        raise EnvironmentProblem(
-            f"cannot write the results folder {exc.filename}: {exc.strerror}; choose another --out"
-        ) from None
-    cells = config.cells()
-    todo = [c for c in cells if not results.is_done(c)]
-    for warning in results.warnings:
-        print(warning, file=sys.stderr)
-    print(f"experiment {config.name!r}: {len(cells)} cells x {config.runs} runs -> {results.path}", file=sys.stderr)
-    if len(todo) < len(cells):
-        print(f"skipping {len(cells) - len(todo)} finished cells (same config hash {config.hash})", file=sys.stderr)
-        earlier = [r for r in results.manifest().get("runs", []) if r.get("id") != results.run_id and r.get("git")]
-        earlier_commit = earlier[-1]["git"].get("commit") if earlier else None
-        now = store.git_state().get("commit")
-        if earlier_commit and now and earlier_commit != now:
-            print(
-                f"warning: the finished cells were computed by commit {earlier_commit[:10]}, the code is now at "
-                f"{now[:10]}; to recompute them, run into another folder (--out) or rename the experiment",
-                file=sys.stderr,
-            )
-
-    bar = tqdm(total=len(todo), desc="cells", unit="cell", file=sys.stderr, disable=not todo)
-    computed = 0
-
-    def save(cell: Cell, tables: object) -> None:
-        nonlocal computed
-        results.save_cell(cell, tables)
-        computed += 1
-        bar.set_postfix_str(f"{cell.dataset.label} / {cell.optimizer.label}"[:60])
-        bar.update()
+    from bench import analysis, api, executors, store
 
     try:
-        executors.run_cells(todo, args.batch, save, args.executor, args.workers, args.scheduler, claims=results)
+        res = api.run(
+            args.config,
+            overrides=args.overrides,
+            out=args.out,
+            workers=args.workers,
+            executor=args.executor,
+            scheduler=args.scheduler,
+            batch=args.batch,
+            analysis=False,
+            report=False,
+            command=store.command_line(args.argv),
+        )
     except executors.Interrupted as stop:
-        bar.close()
         print(f"\n{stop}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except executors.CellFailed as failure:
-        bar.close()
         print(f"\nerror: {failure}", file=sys.stderr)
         return EXIT_ENVIRONMENT
-    except OSError as exc:
-        bar.close()
-        raise _write_failed(
-            exc, f"{computed} cells of this run were saved before it; rerun the same command to resume"
-        ) from None
-    finally:
-        results.release_all()
-    bar.close()
-
-    try:
-        tables = results.load_cells(cells)
-        results.save_tables(tables)
-        results.finish(computed)
-    except OSError as exc:
-        raise _write_failed(exc, "every cell is saved; rerun the same command to write the tables") from None
-    print(analysis.format_table(analysis.summary_for_display(analysis.summary(tables.runs))))
+    print(analysis.format_table(res.summary(display=True)))
     if not args.no_analysis:
-        _analyze(results.path)
+        _analyze(res)
     if not args.no_report:
-        print(f"\nreport: {_write_report(results.path)}")
-    print(f"results: {results.path}")
+        print(f"\nreport: {res.write_report()}")
+    print(f"results: {res.path}")
     return 0
 
 
-def _write_failed(exc: OSError, kept: str) -> EnvironmentProblem:
-    import errno
-
-    where = exc.filename or "the results folder"
-    if exc.errno == errno.ENOSPC:
-        return EnvironmentProblem(f"the disk is full (writing {where}): free some space; {kept}")
-    return EnvironmentProblem(f"cannot write {where}: {exc.strerror or exc}; {kept}")
-
-
-def _results_root(out: str) -> Path:
-    """The results root, refused before any work if it is a file or cannot be created."""
-    root = Path(out)
-    if root.exists() and not root.is_dir():
-        raise ConfigError("--out", "", f"{out} is a file; give a folder for the results (default: results)")
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except PermissionError as exc:
-        raise EnvironmentProblem(
-            f"cannot create the results folder {out}: {exc.strerror}; choose another --out"
-        ) from None
-    except FileExistsError:
-        raise ConfigError("--out", "", f"{out} lies under a file; give a folder for the results") from None
-    if not os.access(root, os.W_OK | os.X_OK):
-        raise EnvironmentProblem(
-            f"the results folder {out} is not writable; choose another --out or fix its permissions"
-        )
-    return root
-
-
-def _analyze(path: Path) -> None:
+def _analyze(res: object) -> None:
     from bench.analysis import format_table
-    from bench.analysis.analyze import analyze_folder
     from bench.report.markdown import endpoint_counts
 
-    result = analyze_folder(path)
-    print(f"\nend points (the analysis took {result.cost['seconds']:.1f} s, charged to no run):")
-    print(format_table(endpoint_counts(result.runs)))
-
-
-def _write_report(path: Path) -> Path:
-    """REPORT.md and figures from the tables stored in ``path`` (and its analysis, if any)."""
-    import json
-
-    from bench import report, store
-    from bench.analysis.analyze import TABLES
-
-    manifest = json.loads((path / "manifest.json").read_text())
-    last = manifest["runs"][-1]
-    meta = {
-        "experiment": manifest["experiment"],
-        "config hash": manifest["config_hash"],
-        "config": manifest["config_source"],
-        "git commit": (manifest["git"].get("commit") or "unknown")
-        + (" (with local changes)" if manifest["git"].get("dirty") else ""),
-        "command": " ".join(last["command"]),
-        "started": last["start"],
-        "finished": last["end"],
-    }
-    stopping = load_config(str(path / "config.toml")).stopping
-    tables = {
-        name: store.read_table(path, name)
-        for name in ("runs", "curves", "plateaus", *TABLES)
-        if name in ("runs", "curves") or (path / f"{name}.parquet").is_file()
-    }
-    analysis = json.loads((path / "analysis.json").read_text()) if (path / "analysis.json").is_file() else None
-    runs, curves = tables.pop("runs"), tables.pop("curves")
-    return report.write_report(
-        path,
-        runs,
-        curves,
-        title=f"bench report: {manifest['experiment']}",
-        meta=meta,
-        stopping=stopping,
-        tables=tables,
-        analysis=analysis,
-    )
+    res.analyze(progress=True)
+    seconds = json.loads((res.path / "analysis.json").read_text())["cost"]["seconds"]
+    print(f"\nend points (the analysis took {seconds:.1f} s, charged to no run):")
+    print(format_table(endpoint_counts(res.runs)))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from bench import analysis, api
 
-    from bench import analysis, store
-
-    path = store.resolve_results_dir(args.results)
-    runs = store.read_table(path, "runs")
-    print(analysis.format_table(analysis.summary_for_display(analysis.summary(runs))))
-    print(f"\nreport: {_write_report(path)}")
+    res = api.load(args.results)
+    print(analysis.format_table(res.summary(display=True)))
+    print(f"\nreport: {res.write_report()}")
     return 0
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from bench import store
+    from bench import api
 
-    path = store.resolve_results_dir(args.results)
-    _analyze(path)
+    res = api.load(args.results)
+    _analyze(res)
     if not args.no_report:
-        print(f"\nreport: {_write_report(path)}")
+        print(f"\nreport: {res.write_report()}")
     return 0
 
 

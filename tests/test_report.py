@@ -124,9 +124,9 @@ def test_plots_edge_cases(tmp_path: Path, case: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         paths = [
-            plots.plot_convergence(curves, tmp_path / "convergence.png"),
-            plots.plot_final_loss(runs, tmp_path / "final_loss.png"),
-            plots.plot_success(runs, tmp_path / "success.png"),
+            plots.save(plots.figure_convergence(curves), tmp_path / "convergence.png"),
+            plots.save(plots.figure_final_loss(runs), tmp_path / "final_loss.png"),
+            plots.save(plots.figure_success(runs), tmp_path / "success.png"),
         ]
     for path in paths:
         assert path.read_bytes()[:8] == PNG_MAGIC

@@ -1,18 +1,17 @@
 """Figures of the end-point analysis: classes, attractors, paired outcomes, plateaus, barriers, slices.
 
-Each function draws one panel per dataset from a stored table, writes one PNG and returns its path
+Each ``figure_*`` function draws one panel per dataset from a stored table and returns the Figure
 (the layout and colours of ``bench.report.plots``).  End-point classes have one fixed colour each
 in every figure.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
@@ -22,7 +21,6 @@ from bench.report.plots import (
     _facets,
     _log_loss_axis,
     _optimizer_facets,
-    _save,
     optimizer_palette,
 )
 
@@ -44,7 +42,7 @@ def _class_legend(fig: plt.Figure, present: list[str]) -> None:
     fig.legend(handles=handles, loc="outside right center", title="end point", frameon=False)
 
 
-def plot_endpoints(runs: pd.DataFrame, path: str | Path, palette: Palette | None = None) -> Path:
+def figure_endpoints(runs: pd.DataFrame, palette: Palette | None = None) -> Figure:
     """Stacked bars: the share of each optimizer's runs in each end-point class, per dataset."""
     fig, axes, datasets, order = _optimizer_facets(runs, "End-point class of every run")
     fig.set_size_inches(fig.get_size_inches()[0] + 1.2, fig.get_size_inches()[1])
@@ -62,10 +60,10 @@ def plot_endpoints(runs: pd.DataFrame, path: str | Path, palette: Palette | None
         ax.set_title(dataset)
         ax.set_xlabel("share of runs")
     _class_legend(fig, list(pd.unique(runs["endpoint"])))
-    return _save(fig, path)
+    return fig
 
 
-def plot_attractors(attractors: pd.DataFrame, path: str | Path, palette: Palette | None = None) -> Path:
+def figure_attractors(attractors: pd.DataFrame, palette: Palette | None = None) -> Figure:
     """One bubble per attractor an optimizer reached: at its loss, sized by its basin share,
     coloured by its end-point class."""
     frame = attractors.rename(columns={"endpoint": "end"})
@@ -97,10 +95,10 @@ def plot_attractors(attractors: pd.DataFrame, path: str | Path, palette: Palette
         ax.set_title(f"{dataset} (right: attractors)")
         ax.set_xlabel("final loss of the attractor")
     _class_legend(fig, list(pd.unique(frame["end"])))
-    return _save(fig, path)
+    return fig
 
 
-def plot_pairs(runs: pd.DataFrame, path: str | Path, palette: Palette | None = None) -> Path:
+def figure_pairs(runs: pd.DataFrame, palette: Palette | None = None) -> Figure:
     """The paired view: one column per initial point (run index), one row per optimizer, each cell
     coloured by where that optimizer took that start."""
     fig, axes, datasets, order = _optimizer_facets(runs, "Paired outcomes: one column per initial point")
@@ -126,10 +124,10 @@ def plot_pairs(runs: pd.DataFrame, path: str | Path, palette: Palette | None = N
         ax.set_title(dataset)
         ax.set_xlabel("run (initial point)")
     _class_legend(fig, list(pd.unique(runs["endpoint"])))
-    return _save(fig, path)
+    return fig
 
 
-def plot_plateaus(runs: pd.DataFrame, path: str | Path, palette: Palette | None = None) -> Path:
+def figure_plateaus(runs: pd.DataFrame, palette: Palette | None = None) -> Figure:
     """Every run's share of the budget spent on plateau episodes, per optimizer."""
     palette = palette or optimizer_palette(runs["optimizer"])
     fig, axes, datasets, order = _optimizer_facets(runs, "Share of each run's budget on plateaus")
@@ -146,10 +144,10 @@ def plot_plateaus(runs: pd.DataFrame, path: str | Path, palette: Palette | None 
         ax.set_xlim(-0.02, 1.02)
         ax.set_title(dataset)
         ax.set_xlabel("share of the budget on plateaus (bar: median)")
-    return _save(fig, path)
+    return fig
 
 
-def plot_paths(paths: pd.DataFrame, path: str | Path, palette: Palette | None = None) -> Path:
+def figure_paths(paths: pd.DataFrame, palette: Palette | None = None) -> Figure:
     """The loss along straight lines between distinct attractors (aligned), with their barriers."""
     datasets = list(pd.unique(paths["dataset"]))
     fig, axes = _facets(datasets, "Loss along straight lines between attractors", 3.4, 2.4)
@@ -174,10 +172,10 @@ def plot_paths(paths: pd.DataFrame, path: str | Path, palette: Palette | None = 
             ax.legend(
                 fontsize=7, title="attractors: barrier", title_fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0)
             )
-    return _save(fig, path)
+    return fig
 
 
-def plot_slices(slices: pd.DataFrame, path: str | Path, palette: Palette | None = None) -> Path:
+def figure_slices(slices: pd.DataFrame, palette: Palette | None = None) -> Figure:
     """log10 loss on a 2-D slice around one run's end point (filter-normalised directions), with
     the run's trajectory projected on it."""
     datasets = list(pd.unique(slices["dataset"]))
@@ -203,4 +201,4 @@ def plot_slices(slices: pd.DataFrame, path: str | Path, palette: Palette | None 
         ax.set_title(f"{dataset}: {panel['optimizer'].iloc[0]}, run {panel['run'].iloc[0]}", fontsize=9)
         ax.set_xlabel("direction 1")
         ax.set_ylabel("direction 2")
-    return _save(fig, path)
+    return fig

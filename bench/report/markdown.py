@@ -27,21 +27,21 @@ FIGURES: list[tuple[str, str, str, Callable[..., Path], str]] = [
         "Convergence",
         "Median best-so-far loss against cost (log-log); the band spans the middle half of the runs. "
         "Lower and further left is better; a loss of 0 is drawn at the bottom edge.",
-        plots.plot_convergence,
+        plots.figure_convergence,
         "curves",
     ),
     (
         "final_loss.png",
         "Final loss",
         "One point per run; boxes span the quartiles, whiskers the full range. Non-finite losses are counted in the panel title.",
-        plots.plot_final_loss,
+        plots.figure_final_loss,
         "runs",
     ),
     (
         "success.png",
         "Success rate",
         "Fraction of runs solved, with Wilson 95% intervals; the count right of each row is solved/runs.",
-        plots.plot_success,
+        plots.figure_success,
         "runs",
     ),
     (
@@ -49,7 +49,7 @@ FIGURES: list[tuple[str, str, str, Callable[..., Path], str]] = [
         "End-point classes",
         "Where each optimizer's runs ended: solved, or at a minimum, a saddle, a plateau, a saturated region (a "
         "minimum at infinity being approached) or unfinished; a failure is a local minimum only where the bar is red.",
-        analysis_plots.plot_endpoints,
+        analysis_plots.figure_endpoints,
         "runs",
     ),
     (
@@ -57,7 +57,7 @@ FIGURES: list[tuple[str, str, str, Callable[..., Path], str]] = [
         "Attractors",
         "Each bubble is one distinct end point (same outputs on the training set), placed at its loss and sized by "
         "its share of the runs; few large bubbles mean runs keep falling into the same traps.",
-        analysis_plots.plot_attractors,
+        analysis_plots.figure_attractors,
         "attractors",
     ),
     (
@@ -65,7 +65,7 @@ FIGURES: list[tuple[str, str, str, Callable[..., Path], str]] = [
         "Paired outcomes",
         "Column i is one initial point under every optimizer: a column that is red or purple in every row is a "
         "hard start for all methods, a mixed column is a start that one method rescues.",
-        analysis_plots.plot_pairs,
+        analysis_plots.figure_pairs,
         "runs",
     ),
     (
@@ -73,7 +73,7 @@ FIGURES: list[tuple[str, str, str, Callable[..., Path], str]] = [
         "Plateaus",
         "How much of each run's budget went to plateau episodes (the loss falling by at most the plateau threshold "
         "over the plateau window); the bar is the median.",
-        analysis_plots.plot_plateaus,
+        analysis_plots.figure_plateaus,
         "runs",
     ),
     (
@@ -81,7 +81,7 @@ FIGURES: list[tuple[str, str, str, Callable[..., Path], str]] = [
         "Barriers",
         "The loss along straight lines between the end points of distinct attractors (units aligned); a hump is a "
         "barrier a method must cross to get from one to the other, a monotone line means none on that path.",
-        analysis_plots.plot_paths,
+        analysis_plots.figure_paths,
         "paths",
     ),
     (
@@ -89,7 +89,7 @@ FIGURES: list[tuple[str, str, str, Callable[..., Path], str]] = [
         "Loss slices",
         "The log loss on a plane through one run's end point (the star) in two filter-normalised random "
         "directions, with the run's path from its start (the circle) projected on it.",
-        analysis_plots.plot_slices,
+        analysis_plots.figure_slices,
         "slices",
     ),
 ]
@@ -159,7 +159,7 @@ def write_report(
         if table is None or table.empty or _NEEDS.get(name, "dataset") not in table.columns:
             continue
         with atomic_path(figures / name) as temporary:
-            plot(table, temporary, palette=palette)
+            plots.save(plot(table, palette=palette), temporary)
         drawn.append((name, alt, caption))
 
     lines = [f"# {title}", "", "## What was run", "", *_what_was_run(runs, meta), ""]

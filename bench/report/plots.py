@@ -1,7 +1,7 @@
 """Figures of stored results: convergence curves, final-loss distributions, success rates.
 
-Each function draws one panel per dataset (at most four per row), writes one PNG, closes its
-figure and returns the path.  Colours come from one palette keyed by optimizer label, so an
+Each ``figure_*`` function draws one panel per dataset (at most four per row) and returns the
+matplotlib Figure (a notebook shows it; ``save`` writes it as a PNG and closes it).  Colours come from one palette keyed by optimizer label, so an
 optimizer has the same colour in every figure when the caller passes the same ``palette``.
 """
 
@@ -84,7 +84,8 @@ def _text_width(labels: Iterable[str]) -> float:
     return 0.075 * max((len(label) for label in labels), default=0)
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def save(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG at ``path`` and close it (figures of long sessions add up)."""
     fig.savefig(path, dpi=DPI, format="png")
     plt.close(fig)
     return Path(path)
@@ -157,9 +158,7 @@ def _box_and_points(ax: Axes, position: int, values: np.ndarray, colour: tuple, 
     ax.scatter(values, position + jitter, s=9, color="black", alpha=0.7, zorder=3, linewidths=0)
 
 
-def plot_convergence(
-    curves: pd.DataFrame, path: str | Path, palette: Palette | None = None, n_points: int = 60
-) -> Path:
+def figure_convergence(curves: pd.DataFrame, palette: Palette | None = None, n_points: int = 60) -> Figure:
     """Median best-so-far loss against cost with its interquartile band, per dataset.
 
     Both axes are logarithmic; a loss of exactly 0 is drawn a decade below the smallest positive
@@ -169,8 +168,6 @@ def plot_convergence(
     ----------
     curves : DataFrame
         One row per run per checkpoint (see :func:`bench.analysis.convergence_table`).
-    path : str or Path
-        Where to write the PNG.
     palette : dict, optional
         Optimizer label -> colour; built from ``curves`` when omitted.
     n_points : int
@@ -178,8 +175,8 @@ def plot_convergence(
 
     Returns
     -------
-    Path
-        ``path``.
+    Figure
+        The figure (``save`` writes it as a PNG).
     """
     table = convergence_table(curves, n_points)
     palette = palette or optimizer_palette(curves["optimizer"])
@@ -210,10 +207,10 @@ def plot_convergence(
             ax.set_ylabel("best loss so far")
     handles = [Line2D([], [], color=palette[name], linewidth=2.5, label=name) for name in present]
     fig.legend(handles=handles, title="optimizer", loc="outside right center", frameon=False)
-    return _save(fig, path)
+    return fig
 
 
-def plot_final_loss(runs: pd.DataFrame, path: str | Path, palette: Palette | None = None) -> Path:
+def figure_final_loss(runs: pd.DataFrame, palette: Palette | None = None) -> Figure:
     """Box and points of every run's final loss per optimizer, per dataset.
 
     Non-finite (diverged) losses cannot be drawn; each panel's title counts them.  The loss axis
@@ -223,15 +220,13 @@ def plot_final_loss(runs: pd.DataFrame, path: str | Path, palette: Palette | Non
     ----------
     runs : DataFrame
         One row per run with ``dataset, optimizer, final_loss``.
-    path : str or Path
-        Where to write the PNG.
     palette : dict, optional
         Optimizer label -> colour; built from ``runs`` when omitted.
 
     Returns
     -------
-    Path
-        ``path``.
+    Figure
+        The figure (``save`` writes it as a PNG).
     """
     palette = palette or optimizer_palette(runs["optimizer"])
     title = "Final loss of each run (box: quartiles; whiskers: range; points: runs)"
@@ -261,25 +256,23 @@ def plot_final_loss(runs: pd.DataFrame, path: str | Path, palette: Palette | Non
         n_missing = len(panel) - len(finite)
         ax.set_title(f"{dataset}  ({n_missing} non-finite, not shown)" if n_missing else dataset)
         ax.set_xlabel("final loss")
-    return _save(fig, path)
+    return fig
 
 
-def plot_success(runs: pd.DataFrame, path: str | Path, palette: Palette | None = None) -> Path:
+def figure_success(runs: pd.DataFrame, palette: Palette | None = None) -> Figure:
     """Success rate per optimizer with Wilson 95% intervals, per dataset.
 
     Parameters
     ----------
     runs : DataFrame
         One row per run with ``dataset, optimizer, status`` (and what :func:`summary` reads).
-    path : str or Path
-        Where to write the PNG.
     palette : dict, optional
         Optimizer label -> colour; built from ``runs`` when omitted.
 
     Returns
     -------
-    Path
-        ``path``.
+    Figure
+        The figure (``save`` writes it as a PNG).
     """
     palette = palette or optimizer_palette(runs["optimizer"])
     table = summary(runs)
@@ -301,4 +294,4 @@ def plot_success(runs: pd.DataFrame, path: str | Path, palette: Palette | None =
         ax.set_xlim(0.0, 1.0)
         ax.set_title(dataset)
         ax.set_xlabel("success rate")
-    return _save(fig, path)
+    return fig

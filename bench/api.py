@@ -1,0 +1,452 @@
+"""The Python API: run an experiment, load results, draw figures, register datasets and optimizers.
+
+    import bench
+    res = bench.run("classic", runs=20, workers=2)   # a preset, a path, a dict or a Config
+    res.runs, res.curves                               # DataFrames
+    res.summary()                                      # the summary table
+    res.plot.convergence(); res.plot.success()         # matplotlib Figures
+    res = bench.load("results/classic")                # what `report` reads
+    bench.register_dataset("mine", factory); bench.register_optimizer("my_rprop", Settings, Rule)
+
+It works from a notebook, a script without a ``__main__`` guard and from stdin: the local
+executor's worker processes (loky) do not re-run the calling module.  The command line
+(``python -m bench``) is a thin layer over these functions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.config import Cell, Config, ConfigError
+from bench.config import load as load_config
+from bench.errors import EnvironmentProblem
+
+DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
+
+
+def resolve(config: str | os.PathLike | dict | Config, overrides: Sequence[str] = ()) -> Config:
+    """A validated Config from a preset name, a path, a dict (a parsed TOML document) or a Config,
+    with ``key=value`` overrides applied (``--set``)."""
+    from bench.config import apply_override, from_dict
+
+    if isinstance(config, (str, os.PathLike)):
+        return load_config(str(config), list(overrides))
+    if isinstance(config, Config):
+        raw, source = config.to_dict(), config.source
+    elif isinstance(config, dict):
+        import copy
+
+        raw, source = copy.deepcopy(config), "<dict>"
+    else:
+        raise TypeError(f"config must be a preset name, a path, a dict or a Config, got {type(config).__name__}")
+    for item in overrides:
+        apply_override(raw, item, source)
+    return from_dict(raw, source)
+
+
+def check(
+    config: Config, batch: int | None = None, workers: int = 1, warn: Callable[[str], None] | None = None
+) -> None:
+    """Refuse a config whose cells cannot run: a budget too small for one step, or more memory than
+    the machine has (``ConfigError`` naming the field and the fix).  Nothing is written."""
+    from bench import memory
+    from bench.runner import check_budget
+
+    available = memory.available_bytes()
+    largest = 0
+    cells = config.cells()
+    for cell in cells:
+        index = config.datasets.index(cell.dataset)
+        try:
+            check_budget(cell)
+        except ValueError as exc:
+            path = "experiment.budget" if cell.dataset.budget == config.budget else f"datasets[{index}].budget"
+            raise ConfigError(config.source, path, str(exc)) from None
+        need, rows, n_params = _cell_memory(cell, batch)
+        largest = max(largest, need)
+        if need > available:
+            fix = (
+                f"use fewer runs, or --batch to hold fewer than {rows:,} runs at a time"
+                if rows > 1 and _cell_memory(cell, 1)[0] <= available
+                else "use a smaller network (even one run at a time does not fit)"
+            )
+            raise ConfigError(
+                config.source,
+                f"datasets[{index}]",
+                f"{cell.dataset.label} / {cell.optimizer.label} needs about {memory.human(need)} for {rows:,} runs "
+                f"of a {n_params:,}-parameter network at once; this machine has {memory.human(available)} "
+                f"available: {fix}",
+            )
+    if warn is not None and workers > 1 and largest * min(workers, len(cells)) > available:
+        warn(
+            f"warning: {workers} workers may need up to {memory.human(largest * workers)} together; "
+            f"this machine has {memory.human(available)} available (fewer workers use less)"
+        )
+
+
+def _cell_memory(cell: Cell, batch: int | None) -> tuple[int, int, int]:
+    """The estimated bytes of one batch of the cell's runs, the rows in it, and the parameters."""
+    from bench import memory
+
+    net = cell.dataset.network()
+    rows = cell.config.runs if batch is None else min(batch, cell.config.runs)
+    population = getattr(cell.optimizer.settings, "population_size", 1)
+    patterns = cell.dataset.load().X_train.shape[0]
+    widths = list(net.layer_sizes[1:])
+    need = memory.cell_bytes(rows, net.n_params, patterns, widths, population, cell.config.record.checkpoints)
+    return need, rows, net.n_params
+
+
+def run(
+    config: str | os.PathLike | dict | Config = "quick",
+    *,
+    runs: int | None = None,
+    seed: int | None = None,
+    budget: int | None = None,
+    overrides: Sequence[str] = (),
+    out: str | os.PathLike = "results",
+    workers: int = DEFAULT_WORKERS,
+    executor: str = "local",
+    scheduler: str | None = None,
+    batch: int | None = None,
+    analysis: bool = True,
+    report: bool = True,
+    progress: bool = True,
+    command: list[str] | None = None,
+) -> Results:
+    """Run an experiment and return its results (the finished cells of an earlier run of the same
+    config are reused).
+
+    ``config`` is a preset name, a path, a dict or a Config; ``runs``, ``seed`` and ``budget``
+    override its ``[experiment]`` values, ``overrides`` any other (``"optimizers.0.learning_rate=0.3"``).
+    ``executor`` is "local" (``workers`` processes here), "serial" or "dask" (``scheduler``: an
+    address, or None for a LocalCluster of ``workers``).  ``analysis`` computes the end-point
+    analysis, ``report`` writes REPORT.md and the figures.  ``progress`` shows what happens on
+    stderr.  The manifest records ``command``, or this call.
+
+    Raises ``ConfigError`` (bad input; nothing written), ``EnvironmentProblem`` (a full disk, a
+    folder it may not write), ``executors.Interrupted`` (Ctrl-C: the finished cells are kept) and
+    ``executors.CellFailed``.
+    """
+    from tqdm import tqdm
+
+    from bench import executors, store
+
+    def log(message: str) -> None:
+        if progress:
+            print(message, file=sys.stderr)
+
+    if workers < 1:
+        raise ConfigError("workers", "", f"must be >= 1, got {workers}")
+    if batch is not None and batch < 1:
+        raise ConfigError("batch", "", f"must be >= 1, got {batch}")
+    if scheduler is not None and executor != "dask":
+        raise ConfigError("scheduler", "", "a scheduler address needs the dask executor")
+    if executor not in executors.EXECUTORS:
+        raise ConfigError("executor", "", f"must be one of {', '.join(executors.EXECUTORS)}, got {executor!r}")
+    experiment = {"runs": runs, "seed": seed, "budget": budget}
+    extra = [f"experiment.{key}={value}" for key, value in experiment.items() if value is not None]
+    cfg = resolve(config, [*extra, *overrides])
+    check(cfg, batch, workers, warn=log)
+    results = store.ResultStore(_results_root(out), cfg)
+    call = command or [_describe_call(config, runs=runs, seed=seed, budget=budget, overrides=list(overrides),
+                                      workers=workers, executor=executor, batch=batch)]  # fmt: skip
+    try:
+        results.start(call, workers, batch)
+    except PermissionError as exc:
+        raise EnvironmentProblem(
+            f"cannot write the results folder {exc.filename}: {exc.strerror}; choose another folder (--out)"
+        ) from None
+    cells = cfg.cells()
+    todo = [c for c in cells if not results.is_done(c)]
+    for warning in results.warnings:
+        log(warning)
+    log(f"experiment {cfg.name!r}: {len(cells)} cells x {cfg.runs} runs -> {results.path}")
+    if len(todo) < len(cells):
+        log(f"skipping {len(cells) - len(todo)} finished cells (same config hash {cfg.hash})")
+        earlier = [r for r in results.manifest().get("runs", []) if r.get("id") != results.run_id and r.get("git")]
+        earlier_commit = earlier[-1]["git"].get("commit") if earlier else None
+        now = store.git_state().get("commit")
+        if earlier_commit and now and earlier_commit != now:
+            log(
+                f"warning: the finished cells were computed by commit {earlier_commit[:10]}, the code is now at "
+                f"{now[:10]}; to recompute them, run into another folder (--out) or rename the experiment"
+            )
+
+    bar = tqdm(total=len(todo), desc="cells", unit="cell", file=sys.stderr, disable=not (todo and progress))
+    computed = 0
+
+    def save(cell: Cell, tables: Any) -> None:
+        nonlocal computed
+        results.save_cell(cell, tables)
+        computed += 1
+        bar.set_postfix_str(f"{cell.dataset.label} / {cell.optimizer.label}"[:60])
+        bar.update()
+
+    try:
+        executors.run_cells(todo, batch, save, executor, workers, scheduler, claims=results)
+    except OSError as exc:
+        raise _write_failed(
+            exc, f"{computed} cells of this run were saved before it; rerun the same command to resume"
+        ) from None
+    finally:
+        bar.close()
+        results.release_all()
+    try:
+        tables = results.load_cells(cells)
+        results.save_tables(tables)
+        results.finish(computed)
+    except OSError as exc:
+        raise _write_failed(exc, "every cell is saved; rerun the same command to write the tables") from None
+    res = Results(results.path, cfg)
+    if analysis:
+        res.analyze(progress=progress)
+    if report:
+        res.write_report()
+    return res
+
+
+def _describe_call(config: Any, **kwargs: Any) -> str:
+    """``bench.run('classic', runs=20, workers=2)``: the call as the manifest records it."""
+    shown = [repr(config if not isinstance(config, Config) else config.source)]
+    shown += [f"{key}={value!r}" for key, value in kwargs.items() if value not in (None, [], ())]
+    return f"bench.run({', '.join(shown)})"
+
+
+def _write_failed(exc: OSError, kept: str) -> EnvironmentProblem:
+    import errno
+
+    where = exc.filename or "the results folder"
+    if exc.errno == errno.ENOSPC:
+        return EnvironmentProblem(f"the disk is full (writing {where}): free some space; {kept}")
+    return EnvironmentProblem(f"cannot write {where}: {exc.strerror or exc}; {kept}")
+
+
+def _results_root(out: str | os.PathLike) -> Path:
+    """The results root, refused before any work if it is a file or cannot be created."""
+    root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise ConfigError("--out", "", f"{out} is a file; give a folder for the results (default: results)")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except PermissionError as exc:
+        raise EnvironmentProblem(
+            f"cannot create the results folder {out}: {exc.strerror}; choose another --out"
+        ) from None
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError("--out", "", f"{out} lies under a file; give a folder for the results") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise EnvironmentProblem(
+            f"the results folder {out} is not writable; choose another --out or fix its permissions"
+        )
+    return root
+
+
+# ---------------------------------------------------------------------------- results
+
+
+@dataclass
+class Results:
+    """The stored results of one config version (a folder ``results/<experiment>/<hash>``).
+
+    Tables load on first use: ``runs``, ``curves``, ``plateaus``, and after an analysis
+    ``attractors``, ``pairs``, ``paths``, ``slices``.  ``plot`` draws the report's figures as
+    matplotlib Figures.
+    """
+
+    path: Path
+    config: Config = field(repr=False)
+
+    def _table(self, name: str) -> pd.DataFrame:
+        from bench.store import read_table
+
+        if name not in ("runs", "curves", "plateaus") and not (self.path / f"{name}.parquet").is_file():
+            return pd.DataFrame()  # no analysis yet
+        return read_table(self.path, name)
+
+    @cached_property
+    def runs(self) -> pd.DataFrame:
+        return self._table("runs")
+
+    @cached_property
+    def curves(self) -> pd.DataFrame:
+        return self._table("curves")
+
+    @cached_property
+    def plateaus(self) -> pd.DataFrame:
+        return self._table("plateaus")
+
+    @cached_property
+    def attractors(self) -> pd.DataFrame:
+        return self._table("attractors")
+
+    @cached_property
+    def pairs(self) -> pd.DataFrame:
+        return self._table("pairs")
+
+    @cached_property
+    def paths(self) -> pd.DataFrame:
+        return self._table("paths")
+
+    @cached_property
+    def slices(self) -> pd.DataFrame:
+        return self._table("slices")
+
+    def summary(self, display: bool = False) -> pd.DataFrame:
+        """Per dataset and optimizer: success rate and its Wilson interval, costs, ERT, statuses
+        (and end-point classes after an analysis); ``display`` gives the report's readable form."""
+        from bench.analysis import summary, summary_for_display
+
+        table = summary(self.runs)
+        return summary_for_display(table) if display else table
+
+    @property
+    def plot(self) -> Plots:
+        return Plots(self)
+
+    def analyze(self, progress: bool = False) -> Results:
+        """Compute (or recompute) the end-point analysis and reload the tables it changes."""
+        from bench.analysis.analyze import analyze_folder
+
+        analyze_folder(self.path, progress=progress)
+        for name in ("runs", "attractors", "pairs", "paths", "slices"):
+            self.__dict__.pop(name, None)
+        return self
+
+    def write_report(self) -> Path:
+        """REPORT.md and its figures in the results folder; returns the path of REPORT.md."""
+        from bench import report
+        from bench.analysis.analyze import TABLES
+
+        manifest = json.loads((self.path / "manifest.json").read_text())
+        last = manifest["runs"][-1]
+        meta = {
+            "experiment": manifest["experiment"],
+            "config hash": manifest["config_hash"],
+            "config": manifest["config_source"],
+            "git commit": (manifest["git"].get("commit") or "unknown")
+            + (" (with local changes)" if manifest["git"].get("dirty") else ""),
+            "command": " ".join(last["command"]),
+            "started": last["start"],
+            "finished": last["end"],
+        }
+        tables = {name: getattr(self, name) for name in ("plateaus", *TABLES)}
+        info = self.path / "analysis.json"
+        analysis = json.loads(info.read_text()) if info.is_file() else None
+        return report.write_report(
+            self.path,
+            self.runs,
+            self.curves,
+            title=f"bench report: {manifest['experiment']}",
+            meta=meta,
+            stopping=self.config.stopping,
+            tables={k: v for k, v in tables.items() if not v.empty},
+            analysis=analysis,
+        )
+
+
+class Plots:
+    """The report's figures of one Results, each a matplotlib Figure."""
+
+    def __init__(self, results: Results) -> None:
+        self.results = results
+
+    def _palette(self) -> dict:
+        from bench.report import plots
+
+        return plots.optimizer_palette(self.results.runs["optimizer"])
+
+    def convergence(self) -> Any:
+        from bench.report import plots
+
+        return plots.figure_convergence(self.results.curves, self._palette())
+
+    def final_loss(self) -> Any:
+        from bench.report import plots
+
+        return plots.figure_final_loss(self.results.runs, self._palette())
+
+    def success(self) -> Any:
+        from bench.report import plots
+
+        return plots.figure_success(self.results.runs, self._palette())
+
+    def endpoints(self) -> Any:
+        from bench.report import analysis_plots
+
+        return analysis_plots.figure_endpoints(self._analysed("runs"))
+
+    def attractors(self) -> Any:
+        from bench.report import analysis_plots
+
+        return analysis_plots.figure_attractors(self._analysed("attractors"))
+
+    def pairs(self) -> Any:
+        from bench.report import analysis_plots
+
+        return analysis_plots.figure_pairs(self._analysed("runs"))
+
+    def plateaus(self) -> Any:
+        from bench.report import analysis_plots
+
+        return analysis_plots.figure_plateaus(self.results.runs, self._palette())
+
+    def barriers(self) -> Any:
+        from bench.report import analysis_plots
+
+        return analysis_plots.figure_paths(self._analysed("paths"))
+
+    def slices(self) -> Any:
+        from bench.report import analysis_plots
+
+        return analysis_plots.figure_slices(self._analysed("slices"))
+
+    def _analysed(self, name: str) -> pd.DataFrame:
+        table = getattr(self.results, name)
+        if table.empty or (name == "runs" and "endpoint" not in table.columns):
+            raise ValueError("this figure needs the end-point analysis: call results.analyze() first")
+        return table
+
+
+def load(path: str | os.PathLike) -> Results:
+    """The results in ``path``: ``results/<experiment>`` (its latest finished version) or a version
+    folder ``results/<experiment>/<hash>``."""
+    from bench.store import resolve_results_dir
+
+    folder = resolve_results_dir(path)
+    return Results(folder, load_config(str(folder / "config.toml")))
+
+
+# ---------------------------------------------------------------------------- registries
+
+
+def register_dataset(name: str, factory: Callable[..., Any]) -> Callable[..., Any]:
+    """Register ``factory`` (keyword parameters with defaults and annotated types, returning a
+    ``bench.datasets.Dataset``) as dataset ``name``; a duplicate name is refused."""
+    from bench.datasets import DATASETS
+
+    return DATASETS.register(name)(factory)
+
+
+def register_optimizer(
+    name: str, settings: type, factory: Callable[[Any], Any], kind: str = "gradient", description: str = ""
+) -> Callable[[Any], Any]:
+    """Register an optimizer: ``settings`` is a frozen dataclass of its settings; ``factory(settings)``
+    returns a gradient rule (``kind="gradient"``: ``init(theta)`` and ``update(theta, grad,
+    state, loss)``, driven by the shared gradient loop) or an Optimizer (``kind="direct"``:
+    ``init(theta0, problem, rngs)`` and ``step(state, problem)``)."""
+    from bench.optimizers.registry import register_direct, register_gradient
+
+    if kind not in ("gradient", "direct"):
+        raise ValueError(f"kind must be 'gradient' or 'direct', got {kind!r}")
+    register = register_gradient if kind == "gradient" else register_direct
+    return register(name, settings, description or name)(factory)
