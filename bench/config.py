@@ -235,6 +235,7 @@ class Config:
     description: str = ""
     source: str = "<config>"
     analysis: Analysis = field(default_factory=Analysis)
+    plugins: tuple[str, ...] = ()  # modules imported first: they register datasets and optimizers
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain values (what is hashed and written as config.toml)."""
@@ -245,6 +246,7 @@ class Config:
                 "seed": self.seed,
                 "runs": self.runs,
                 "budget": self.budget,
+                **({"plugins": list(self.plugins)} if self.plugins else {}),
             },
             "stopping": dataclasses.asdict(self.stopping),
             "record": dataclasses.asdict(self.record),
@@ -442,7 +444,12 @@ def from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
         raise exp.error("seed", f"must be >= 0, got {seed}")
     runs = exp.positive_int("runs")
     budget = exp.positive_int("budget")
-    exp.done(["name", "description", "seed", "runs", "budget"])
+    plugins = exp.take("plugins", list, [])
+    for i, module in enumerate(plugins):
+        if not isinstance(module, str) or not module.replace(".", "_").isidentifier():
+            raise exp.error(f"plugins[{i}]", f'must be a module name such as "my_rprop", got {module!r}')
+        import_plugin(module, source, f"experiment.plugins[{i}]")
+    exp.done(["name", "description", "seed", "runs", "budget", "plugins"])
 
     stopping = _read_stopping(top.take("stopping", dict, {}), source)
     record = _read_record(top.take("record", dict, {}), source)
@@ -466,7 +473,37 @@ def from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
                 raise ConfigError(
                     source, what, f'two entries are labelled {label!r}; give each a distinct label = "..."'
                 )
-    return Config(name, seed, runs, budget, specs, opts, stopping, record, description, source, analysis)
+    return Config(
+        name, seed, runs, budget, specs, opts, stopping, record, description, source, analysis, tuple(plugins)
+    )
+
+
+def import_plugin(module: str, source: str, where: str) -> None:
+    """Import a plug-in module (it registers datasets and optimizers as it loads): as installed or
+    on the path, else from the config file's folder (which then joins ``sys.path``)."""
+    import importlib
+    import sys
+
+    folder = Path(source).resolve().parent if Path(source).is_file() else None
+    try:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if folder is None or exc.name != module.split(".")[0] or str(folder) in sys.path:
+                raise
+            sys.path.insert(0, str(folder))
+            importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module.split(".")[0]:
+            raise ConfigError(source, where, f"plug-in {module!r} failed to import: {exc}") from None
+        place = f"put {module.split('.')[0]}.py next to the config, " if folder else ""
+        raise ConfigError(
+            source, where, f"no plug-in module {module!r}: {place}install it, or add its folder to PYTHONPATH"
+        ) from None
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(source, where, f"plug-in {module!r} failed to import: {type(exc).__name__}: {exc}") from None
 
 
 def _read_stopping(table: Any, source: str) -> Stopping:
@@ -564,9 +601,19 @@ def _read_dataset(table: Any, source: str, path: str, base_model: ModelSpec, bud
             f"available: {', '.join(datasets.DATASETS.names())}",
         )
     label = r.take("label", str, name)
-    params = r.take("params", dict, {})
+    params = dict(r.take("params", dict, {}))
+    # The dataset's parameters may also stand in its table itself: name = "file", path = "x.csv".
+    known = [*DATASET_KEYS, *datasets.parameters(name)]
+    for key in [k for k in r.table if k not in DATASET_KEYS]:
+        if key not in known:
+            raise r.error(key, f"unknown key{did_you_mean(key, known) or '; allowed keys: ' + ', '.join(known)}")
+        if key in params:
+            raise r.error(key, "is given twice, here and in params; keep one")
+        params[key] = r.table.pop(key)
     try:
         params = datasets.check_params(name, params)
+        if name == "file":
+            params = _resolve_file(params, source)
         data = datasets.load(name, **params)
     except ValueError as exc:
         raise ConfigError(source, f"{path}.params", str(exc)) from None
@@ -587,8 +634,32 @@ def _read_dataset(table: Any, source: str, path: str, base_model: ModelSpec, bud
     )
     run_budget = r.positive_int("budget", budget)
     success = _read_success(r.take("success", dict, None), source, f"{path}.success", data)
-    r.done(["name", "label", "params", "model", "budget", "success"])
+    r.done(list(DATASET_KEYS))
     return DatasetSpec(name, label, params, model, run_budget, success)
+
+
+DATASET_KEYS = ("name", "label", "params", "model", "budget", "success")
+
+
+def _resolve_file(params: dict[str, Any], source: str) -> dict[str, Any]:
+    """A data file's path made absolute (a relative one is read from the config file's folder)
+    and its SHA-256 recorded, so the resolved config names the exact data."""
+    from bench.datasets.files import file_sha256
+
+    path = Path(params.get("path", "")).expanduser()
+    if params.get("path") and not path.is_absolute() and Path(source).is_file():
+        path = Path(source).resolve().parent / path
+    resolved = {**params, "path": str(path.resolve()) if params.get("path") else ""}
+    if resolved["path"] and Path(resolved["path"]).is_file():
+        digest = file_sha256(resolved["path"])
+        if params.get("sha256") and params["sha256"] != digest:  # checked here: loaded data are cached
+            raise ValueError(
+                f"{resolved['path']} has changed since this config was resolved (its SHA-256 differs): the "
+                "results of the old data and the new would be mixed; use the new data under another file name, "
+                "or drop sha256"
+            )
+        resolved["sha256"] = digest
+    return resolved
 
 
 def _read_success(table: Any, source: str, path: str, data: datasets.Dataset) -> Success:

@@ -54,11 +54,16 @@ class CellFailed(Exception):
         )
 
 
-def run_cell_job(cell: Cell, batch: int | None) -> tuple[str, Any]:
-    """One cell with one BLAS thread (the numbers then cannot depend on threads or workers)."""
+def run_cell_job(cell: Cell, batch: int | None, extra: dict | None = None) -> tuple[str, Any]:
+    """One cell with one BLAS thread (the numbers then cannot depend on threads or workers).
+    ``extra``: the datasets and optimizers registered beyond the built-in ones (in a worker process
+    that did not import the plug-ins or run the notebook that registered them)."""
     from threadpoolctl import threadpool_limits
 
+    from bench.registry import install
     from bench.runner import run_cell
+
+    install(extra or {})
 
     keep_freed_memory()  # in a worker process too
     with threadpool_limits(1):
@@ -177,7 +182,10 @@ def _run_local(feeder: _Feeder, batch: int | None, on_done: Callable[[Cell, Any]
 
     from joblib.externals.loky import get_reusable_executor
 
+    from bench.registry import added_entries
+
     n_workers = min(workers, feeder.total)
+    extra = added_entries()
     pool = get_reusable_executor(
         max_workers=n_workers,
         timeout=60,
@@ -191,7 +199,7 @@ def _run_local(feeder: _Feeder, batch: int | None, on_done: Callable[[Cell, Any]
             # Only as many cells in the pool as it has workers: nothing waits in its queues, so a
             # stop has only the running cells to abandon.
             while len(running) < n_workers and (cell := feeder.next(may_wait=not running)) is not None:
-                running[pool.submit(run_cell_job, cell, batch)] = cell
+                running[pool.submit(run_cell_job, cell, batch, extra)] = cell
             if not running:
                 break
             finished, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
@@ -237,12 +245,15 @@ def _run_dask(
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
     client = Client(scheduler or cluster)
     slots = max(1, sum(client.nthreads().values()))
+    from bench.registry import added_entries
+
+    extra = added_entries()
     running: dict[Any, Cell] = {}
     try:
         while True:
             while len(running) < 2 * slots and (cell := feeder.next(may_wait=not running)) is not None:
                 # The cell's key names its task: pure, so a retry computes the same numbers.
-                running[client.submit(run_cell_job, cell, batch, key=f"bench-cell-{cell.key}", retries=2)] = cell
+                running[client.submit(run_cell_job, cell, batch, extra, key=f"bench-cell-{cell.key}", retries=2)] = cell
             if not running:
                 break
             try:

@@ -10,11 +10,13 @@ import inspect
 from functools import lru_cache
 from typing import Any
 
-from bench.datasets import classic, sklearn_sets  # noqa: F401  (registers the factories)
+from bench.datasets import classic, files, sklearn_sets  # noqa: F401  (registers the factories)
 from bench.datasets.base import Dataset, Success, accuracy, within_40_20_40
 from bench.datasets.registry import DATASETS
 
 from bench.registry import did_you_mean
+
+DATASETS.seal()  # what is registered from here on (plug-ins, bench.register_dataset) is shipped to workers
 
 __all__ = ["DATASETS", "Dataset", "Success", "accuracy", "within_40_20_40", "load", "parameters"]
 

@@ -16,6 +16,8 @@ from bench.optimizers import gd, genetic, momentum, random_search, restarts, rpr
 from bench.optimizers.base import settings_from_dict
 from bench.optimizers.registry import OPTIMIZERS, OptimizerEntry
 
+OPTIMIZERS.seal()  # what is registered from here on (plug-ins, bench.register_optimizer) is shipped to workers
+
 __all__ = ["OPTIMIZERS", "OptimizerEntry", "build", "gradient_rule", "make_settings"]
 
 
