@@ -105,3 +105,34 @@ def test_the_stored_config_reproduces_the_results(tiny, tmp_path):
         tables.append([pd.read_parquet(version / f"{t}.parquet") for t in ("runs", "curves")])
     pd.testing.assert_frame_equal(tables[0][0].drop(columns="wall_time"), tables[1][0].drop(columns="wall_time"))
     pd.testing.assert_frame_equal(tables[0][1], tables[1][1])
+
+
+def readme_block(heading: str, language: str, index: int = 0) -> str:
+    """The ``index``-th fenced ``language`` block of the README section under ``heading``."""
+    section = README.split(heading + "\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(rf"```{language}\n(.*?)```", section, flags=re.S)[index]
+
+
+def test_the_api_example_runs_as_pasted(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(readme_block("## From Python", "python"), scope)  # noqa: S102  (the README's own code)
+    res = scope["res"]
+    assert res.path.resolve() == (tmp_path / "results" / "notebook" / res.config.hash).resolve()
+    assert len(res.runs) == 40 and (res.path / "REPORT.md").is_file() and "endpoint" in res.runs.columns
+    assert scope["fig"].axes
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def test_the_plugin_example_runs_as_pasted(tmp_path):
+    """The README's my_rprop.py and its config, written as a student would, compared with irprop-."""
+    (tmp_path / "my_rprop.py").write_text(readme_block("### Your own optimizer: plug-ins", "python"))
+    path = tmp_path / "my.toml"
+    path.write_text(readme_block("### Your own optimizer: plug-ins", "toml"))
+    assert main(["run", str(path), "--out", str(tmp_path / "r"), "--set", "experiment.runs=8", "--no-report"]) == 0
+    runs = pd.read_parquet(next((tmp_path / "r" / "my-rprop").glob("*/runs.parquet")))
+    solved = runs.groupby("optimizer")["status"].apply(lambda s: int((s == "solved").sum())).to_dict()
+    assert set(solved) == {"my_rprop(floor=0)", "my_rprop(floor=0.001)", "rprop(variant=irprop-)"}
+    assert all(count > 0 for count in solved.values()), solved
