@@ -93,6 +93,48 @@ def check(
         )
 
 
+def estimate(config: Config, cells: Sequence[Cell] | None = None, sample_runs: int = 32) -> pd.DataFrame:
+    """Per cell: its runs, budget, cost units (runs x budget) and an upper estimate of its seconds
+    on one worker, every run using its whole budget (runs that solve or stop early take less).
+
+    Measured, not guessed: each cell trains ``sample_runs`` runs for two short budgets (the
+    difference gives the time per run and cost unit, the rest the cell's fixed cost); a fraction of
+    a second per cell.  Used by ``validate`` and by the progress bar's time estimate."""
+    import dataclasses
+    import time
+
+    from threadpoolctl import threadpool_limits
+
+    from bench.runner import run_cell
+
+    rows = []
+    for cell in cells if cells is not None else config.cells():
+        runs, budget = cell.config.runs, cell.dataset.budget
+        population = getattr(cell.optimizer.settings, "population_size", 1)
+        short = min(budget, max(60, 3 * population))
+        sample = dataclasses.replace(cell.config, runs=min(runs, sample_runs))
+        times = []
+        for units in (short // 2, short):
+            probe = Cell(sample, dataclasses.replace(cell.dataset, budget=max(units, 1)), cell.optimizer)
+            start = time.perf_counter()
+            with threadpool_limits(1):
+                run_cell(probe)
+            times.append(time.perf_counter() - start)
+        per_unit = max(times[1] - times[0], 1e-9) / max(short - short // 2, 1) / sample.runs
+        fixed = max(times[0] - per_unit * (short // 2) * sample.runs, 0.0)
+        rows.append(
+            {
+                "dataset": cell.dataset.label,
+                "optimizer": cell.optimizer.label,
+                "runs": runs,
+                "budget": budget,
+                "cost": runs * budget,
+                "seconds": fixed + per_unit * runs * budget,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def _cell_memory(cell: Cell, batch: int | None) -> tuple[int, int, int]:
     """The estimated bytes of one batch of the cell's runs, the rows in it, and the parameters."""
     from bench import memory

@@ -8,8 +8,7 @@ import json
 import os
 import sys
 
-from bench.config import ConfigError, presets
-from bench.errors import DamagedResults, EnvironmentProblem
+from bench.errors import ConfigError, DamagedResults, EnvironmentProblem
 from bench.memory import keep_freed_memory
 
 EXIT_BAD_INPUT = 2
@@ -19,8 +18,13 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as for any tool whose reader went away
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split(":")[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="A comparative optimization benchmark suite for training neural networks.",
+        epilog="Run 'python -m bench COMMAND --help' for a command's options; the README has the rest.",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run an experiment (default: the 'quick' preset) and write its report")
     run.add_argument("config", nargs="?", default="quick", help="a config file or a preset name (default: quick)")
@@ -65,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a config without running it")
     validate.add_argument("config")
     validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    validate.add_argument(
+        "--workers", type=int, default=min(2, os.cpu_count() or 1), help="workers the time estimate assumes"
+    )
+    validate.add_argument("--no-estimate", action="store_true", help="skip the cost and time estimate")
 
     analyze = sub.add_parser(
         "analyze", help="end points, attractors, barriers and slices of a results folder, then its report"
@@ -85,9 +93,34 @@ def entry_point() -> None:
     sys.exit(main())
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("bench")
+    except PackageNotFoundError:  # a copy of the repository that was never installed
+        return "unknown (not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    if not argv:  # no command: the help, as git and docker print it
+        parser.print_help()
+        return 0
+    if argv[0] == "--version":
+        print(f"bench {_version()}")
+        return 0
+    commands = list(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    if not argv[0].startswith("-") and argv[0] not in commands:
+        from bench.registry import did_you_mean
+
+        hint = did_you_mean(argv[0], commands) or f"; commands: {', '.join(commands)}"
+        print(f"python -m bench: error: unknown command {argv[0]!r}{hint}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.error("give a command, e.g. run (see --help)")
     args.argv = argv  # what the manifest records as the command
     keep_freed_memory()
     try:
@@ -105,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return perf.main(quick=args.quick)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        for problem in getattr(exc, "errors", [exc]):  # every problem of a config at once
+            print(f"error: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -134,7 +168,34 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"{len(config.datasets)} datasets x {len(config.optimizers)} optimizer settings = {len(cells)} cells "
         f"of {config.runs} runs"
     )
+    if args.no_estimate:
+        return 0
+    print("estimating (a short sample of every cell) ...", file=sys.stderr)
+    table = api.estimate(config)
+    per_dataset = table.groupby("dataset", sort=False)[["cost", "seconds"]].sum()
+    workers = min(args.workers, len(cells))
+    print(f"cost: {table['cost'].sum():,} units in all (runs x budget); time on {workers} worker(s), at most about "
+          f"{_duration(_makespan(table['seconds'].tolist(), workers))} (every run using its whole budget; runs "
+          "that solve or stop early take less):")  # fmt: skip
+    for dataset, row in per_dataset.iterrows():
+        print(f"  {dataset:20s} {int(row['cost']):>14,} units  {_duration(row['seconds']):>8s} on one worker")
     return 0
+
+
+def _makespan(seconds: list[float], workers: int) -> float:
+    """The wall time of cells handed out in order to the first free worker (as the executors do)."""
+    free = [0.0] * max(workers, 1)
+    for s in seconds:
+        free[free.index(min(free))] += s
+    return max(free)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s" if seconds >= 1 else "< 1 s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min {seconds % 60:02.0f} s"
+    return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:02.0f} min"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -199,16 +260,17 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def cmd_list() -> int:
     from bench import datasets, optimizers
-    from bench.config import resolve_source
+    from bench.config import presets, resolve_source
 
     print("datasets (parameters with defaults):")
     for name in datasets.DATASETS.names():
         params = ", ".join(f"{p.name}={p.default!r}" for p in datasets.parameters(name).values())
-        data = datasets.load(name)
-        print(
-            f"  {name:14s} {data.description}; success: {data.success.describe()}"
-            + (f"\n  {'':14s} params: {params}" if params else "")
-        )
+        try:
+            data = datasets.load(name)
+            about = f"{data.description}; success: {data.success.describe()}"
+        except ValueError:  # a dataset that needs a parameter (file: its path)
+            about = (datasets.DATASETS.get(name).__doc__ or "").strip().splitlines()[0]
+        print(f"  {name:14s} {about}" + (f"\n  {'':14s} params: {params}" if params else ""))
     print("\noptimizers (settings with defaults):")
     for name in optimizers.OPTIMIZERS.names():
         entry = optimizers.OPTIMIZERS.get(name)

@@ -48,27 +48,20 @@ import itertools
 import json
 import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench import datasets, mlp, optimizers
 from bench.datasets.base import SPLITS, SUCCESS_KINDS, Success
+from bench.errors import ConfigError, ConfigErrors
 from bench.optimizers.base import SettingError, settings_dict
 from bench.registry import UnknownNameError, did_you_mean
 
 PRESET_DIR = Path(__file__).parent / "configs"
 MAX_INIT_SCALE = 1e100
 MAX_NAME_BYTES = 200  # file systems allow 255; the store adds suffixes such as ".corrupt-<time>"
-
-
-class ConfigError(ValueError):
-    """A config problem: where (file and field path), what, and how to fix it."""
-
-    def __init__(self, source: str, path: str, message: str) -> None:
-        self.source, self.path, self.message = source, path, message
-        where = f"{source}: {path}" if path else source
-        super().__init__(f"{where}: {message}")
 
 
 # ---------------------------------------------------------------------------- the dataclasses
@@ -422,10 +415,78 @@ class _Reader:
             raise self.error(key, f"unknown key{hint}")
 
 
+class _Errors:
+    """Collects the ConfigErrors of independent parts, so one round trip reports them all."""
+
+    def __init__(self) -> None:
+        self.errors: list[ConfigError] = []
+
+    def check(self, read: Callable[[], Any], fallback: Any = None) -> Any:
+        try:
+            return read()
+        except ConfigErrors as exc:
+            self.errors.extend(exc.errors)
+        except ConfigError as exc:
+            self.errors.append(exc)
+        return fallback
+
+    def raise_any(self) -> None:
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise ConfigErrors(self.errors)
+
+
 def from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
-    """Validate a parsed TOML document and resolve it into a ``Config``."""
+    """Validate a parsed TOML document and resolve it into a ``Config``; every problem found is
+    reported at once (``ConfigErrors``), as far as one part does not depend on another."""
+    errors = _Errors()
     top = _Reader(raw, source, "")
     exp = _Reader(top.take("experiment", dict), source, "experiment")
+    name = errors.check(lambda: _read_name(exp), "invalid")
+    description = errors.check(lambda: exp.take("description", str, ""), "")
+    seed = errors.check(lambda: _read_seed(exp), 0)
+    runs = errors.check(lambda: exp.positive_int("runs"), 1)
+    budget = errors.check(lambda: exp.positive_int("budget"), None)
+    plugins = errors.check(lambda: _read_plugins(exp, source), [])
+    errors.check(lambda: exp.done(["name", "description", "seed", "runs", "budget", "plugins"]))
+
+    stopping = errors.check(lambda: _read_stopping(top.take("stopping", dict, {}), source), Stopping())
+    record = errors.check(lambda: _read_record(top.take("record", dict, {}), source), Record())
+    analysis = errors.check(lambda: _read_analysis(top.take("analysis", dict, {}), source), Analysis())
+    base_model = errors.check(lambda: _read_model(top.take("model", dict, {}), source, "model", ModelSpec()))
+
+    raw_datasets = errors.check(lambda: _nonempty(top, "datasets", 'dataset, e.g. [[datasets]] name = "xor"'), [])
+    specs = tuple(
+        spec
+        for i, t in enumerate(raw_datasets)
+        if base_model is not None
+        and (spec := errors.check(lambda t=t, i=i: _read_dataset(t, source, f"datasets[{i}]", base_model, budget or 1)))
+    )
+    raw_optimizers = errors.check(
+        lambda: _nonempty(top, "optimizers", 'optimizer, e.g. [[optimizers]] name = "gd"'), []
+    )
+    opts = tuple(
+        o
+        for i, t in enumerate(raw_optimizers)
+        for o in errors.check(lambda t=t, i=i: _read_optimizer(t, source, f"optimizers[{i}]"), [])
+    )
+    errors.check(lambda: top.done(["experiment", "stopping", "record", "analysis", "model", "datasets", "optimizers"]))
+
+    for what, items in (("datasets", specs), ("optimizers", opts)):
+        labels = [x.label for x in items]
+        for label in sorted(set(labels), key=labels.index):
+            if labels.count(label) > 1:
+                errors.errors.append(
+                    ConfigError(source, what, f'two entries are labelled {label!r}; give each a distinct label = "..."')
+                )
+    errors.raise_any()
+    return Config(
+        name, seed, runs, budget, specs, opts, stopping, record, description, source, analysis, tuple(plugins)
+    )
+
+
+def _read_name(exp: _Reader) -> str:
     name = exp.take("name", str)
     if (
         not name
@@ -438,44 +499,30 @@ def from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
         raise exp.error(
             "name", f"must be at most {MAX_NAME_BYTES} bytes (a folder name), got {len(name.encode('utf-8'))}"
         )
-    description = exp.take("description", str, "")
+    return name
+
+
+def _read_seed(exp: _Reader) -> int:
     seed = exp.take("seed", int, 0)
     if seed < 0:
         raise exp.error("seed", f"must be >= 0, got {seed}")
-    runs = exp.positive_int("runs")
-    budget = exp.positive_int("budget")
+    return seed
+
+
+def _read_plugins(exp: _Reader, source: str) -> list[str]:
     plugins = exp.take("plugins", list, [])
     for i, module in enumerate(plugins):
         if not isinstance(module, str) or not module.replace(".", "_").isidentifier():
             raise exp.error(f"plugins[{i}]", f'must be a module name such as "my_rprop", got {module!r}')
         import_plugin(module, source, f"experiment.plugins[{i}]")
-    exp.done(["name", "description", "seed", "runs", "budget", "plugins"])
+    return plugins
 
-    stopping = _read_stopping(top.take("stopping", dict, {}), source)
-    record = _read_record(top.take("record", dict, {}), source)
-    analysis = _read_analysis(top.take("analysis", dict, {}), source)
-    base_model = _read_model(top.take("model", dict, {}), source, "model", ModelSpec())
 
-    raw_datasets = top.take("datasets", list)
-    if not raw_datasets:
-        raise top.error("datasets", 'list at least one dataset, e.g. [[datasets]] name = "xor"')
-    specs = tuple(_read_dataset(t, source, f"datasets[{i}]", base_model, budget) for i, t in enumerate(raw_datasets))
-    raw_optimizers = top.take("optimizers", list)
-    if not raw_optimizers:
-        raise top.error("optimizers", 'list at least one optimizer, e.g. [[optimizers]] name = "gd"')
-    opts = tuple(o for i, t in enumerate(raw_optimizers) for o in _read_optimizer(t, source, f"optimizers[{i}]"))
-    top.done(["experiment", "stopping", "record", "analysis", "model", "datasets", "optimizers"])
-
-    for what, items in (("datasets", specs), ("optimizers", opts)):
-        labels = [x.label for x in items]
-        for label in labels:
-            if labels.count(label) > 1:
-                raise ConfigError(
-                    source, what, f'two entries are labelled {label!r}; give each a distinct label = "..."'
-                )
-    return Config(
-        name, seed, runs, budget, specs, opts, stopping, record, description, source, analysis, tuple(plugins)
-    )
+def _nonempty(top: _Reader, key: str, example: str) -> list[Any]:
+    items = top.take(key, list)
+    if not items:
+        raise top.error(key, f"list at least one {example}")
+    return items
 
 
 def import_plugin(module: str, source: str, where: str) -> None:

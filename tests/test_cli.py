@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -226,3 +227,96 @@ def test_analysis_and_report_take_diverged_runs_as_data(tiny, tmp_path):
     diverged = runs["status"] == "diverged"
     assert diverged.sum() == 6 and (runs.loc[diverged, "endpoint"] == "diverged").all()
     assert (runs.loc[diverged, "attractor"] == -1).all() and runs.loc[diverged, "barrier_init"].isna().all()
+
+
+def test_no_arguments_prints_the_help(capsys):
+    assert run_cli() == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m bench") and all(c in out for c in ("run", "list", "validate", "report"))
+
+
+def test_a_misspelt_command_gets_a_suggestion(capsys):
+    assert run_cli("lsit") == 2
+    assert capsys.readouterr().err == "python -m bench: error: unknown command 'lsit' (did you mean 'list'?)\n"
+    assert run_cli("frobnicate") == 2
+    assert (
+        "unknown command 'frobnicate'; commands: run, list, validate, analyze, report, perf" in capsys.readouterr().err
+    )
+
+
+def test_version_is_the_installed_one(capsys):
+    from importlib.metadata import version
+
+    assert run_cli("--version") == 0
+    assert capsys.readouterr().out == f"bench {version('bench')}\n"
+
+
+def test_help_loads_no_numerical_library():
+    """--help answers at once: numpy, pandas, scikit-learn and matplotlib load only for real work."""
+    code = (
+        "import sys\nfrom bench.cli import main\n"
+        "try:\n    main(['run', '--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = {'numpy', 'pandas', 'sklearn', 'matplotlib', 'scipy', 'deap', 'optuna'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip().endswith("[]"), done.stdout + done.stderr
+
+
+BAD_EVERYWHERE = """
+[experiment]
+name = "x y"
+runs = 0
+budget = 100
+[stopping]
+patince = 3
+[[datasets]]
+name = "xr"
+[[datasets]]
+name = "parity"
+params = { n = 3 }
+[[optimizers]]
+name = "gd"
+learning_rate = -1
+[[optimizers]]
+name = "rprop"
+eta_minus = 1.3
+"""
+
+
+def test_validate_reports_every_error_at_once(tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text(BAD_EVERYWHERE)
+    assert run_cli("validate", str(path)) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(": ")[2] for line in lines] == [
+        "experiment.name",
+        "experiment.runs",
+        "stopping.patince",
+        "datasets[0].name",
+        "datasets[1].params",
+        "optimizers[0].learning_rate",
+        "optimizers[1].eta_minus",
+    ]
+    assert all(line.startswith(f"error: {path}: ") for line in lines)
+    assert "(did you mean 'patience'?)" in lines[2] and "parity takes: n_bits" in lines[4]
+    with pytest.raises(config.ConfigErrors) as caught:  # the API raises them together too
+        config.load(str(path))
+    assert len(caught.value.errors) == 7 and str(caught.value) == "\n".join(line[len("error: ") :] for line in lines)
+
+
+def test_validate_estimates_cost_and_time(tiny_file, capsys):
+    assert run_cli("validate", str(tiny_file), "--workers", "1") == 0
+    out = capsys.readouterr().out
+    # 2 cells of 6 runs x 900 units; the time is measured on a sample, so only its form is fixed
+    assert "cost: 10,800 units in all (runs x budget); time on 1 worker(s), at most about" in out
+    assert re.search(r"^  xor +10,800 units +(< 1 s|\d+ s) on one worker$", out, flags=re.M), out
+
+
+def test_the_time_of_cells_on_workers_is_the_executors_schedule():
+    from bench.cli import _makespan
+
+    # cells go in order to the first free worker: [5, 1, 1, 1, 1] on two workers ends at 5, not 4.5
+    assert _makespan([5, 1, 1, 1, 1], 2) == 5
+    assert _makespan([1, 1, 1, 1, 5], 2) == 7
+    assert _makespan([3, 2, 2], 1) == 7
