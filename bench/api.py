@@ -93,7 +93,7 @@ def check(
         )
 
 
-def estimate(config: Config, cells: Sequence[Cell] | None = None, sample_runs: int = 32) -> pd.DataFrame:
+def estimate(config: Config, cells: Sequence[Cell] | None = None, sample_runs: int = 16) -> pd.DataFrame:
     """Per cell: its runs, budget, cost units (runs x budget) and an upper estimate of its seconds
     on one worker, every run using its whole budget (runs that solve or stop early take less).
 
@@ -108,6 +108,7 @@ def estimate(config: Config, cells: Sequence[Cell] | None = None, sample_runs: i
     from bench.runner import run_cell
 
     rows = []
+    limits = threadpool_limits(1)  # as the cells run
     for cell in cells if cells is not None else config.cells():
         runs, budget = cell.config.runs, cell.dataset.budget
         population = getattr(cell.optimizer.settings, "population_size", 1)
@@ -117,13 +118,13 @@ def estimate(config: Config, cells: Sequence[Cell] | None = None, sample_runs: i
         for units in (short // 2, short):
             probe = Cell(sample, dataclasses.replace(cell.dataset, budget=max(units, 1)), cell.optimizer)
             start = time.perf_counter()
-            with threadpool_limits(1):
-                run_cell(probe)
+            run_cell(probe)
             times.append(time.perf_counter() - start)
         per_unit = max(times[1] - times[0], 1e-9) / max(short - short // 2, 1) / sample.runs
         fixed = max(times[0] - per_unit * (short // 2) * sample.runs, 0.0)
         rows.append(
             {
+                "key": cell.key,
                 "dataset": cell.dataset.label,
                 "optimizer": cell.optimizer.label,
                 "runs": runs,
@@ -132,6 +133,7 @@ def estimate(config: Config, cells: Sequence[Cell] | None = None, sample_runs: i
                 "seconds": fixed + per_unit * runs * budget,
             }
         )
+    limits.restore_original_limits()
     return pd.DataFrame(rows)
 
 
@@ -179,9 +181,8 @@ def run(
     folder it may not write), ``executors.Interrupted`` (Ctrl-C: the finished cells are kept) and
     ``executors.CellFailed``.
     """
-    from tqdm import tqdm
-
     from bench import executors, store
+    from bench.progress import Progress
 
     def log(message: str) -> None:
         if progress:
@@ -224,24 +225,31 @@ def run(
                 f"{now[:10]}; to recompute them, run into another folder (--out) or rename the experiment"
             )
 
-    bar = tqdm(total=len(todo), desc="cells", unit="cell", file=sys.stderr, disable=not (todo and progress))
+    estimates: dict[str, float] = {}
+    if progress and todo:
+        log(f"estimating the time from a short sample of each of the {len(todo)} cells ...")
+        sample = estimate(cfg, todo)
+        estimates = dict(zip(sample["key"], sample["seconds"], strict=True))
+    watch = Progress(todo, estimates, workers if executor != "serial" else 1, enabled=progress)
     computed = 0
 
     def save(cell: Cell, tables: Any) -> None:
         nonlocal computed
         results.save_cell(cell, tables)
         computed += 1
-        bar.set_postfix_str(f"{cell.dataset.label} / {cell.optimizer.label}"[:60])
-        bar.update()
+        watch.done(cell)
 
     try:
-        executors.run_cells(todo, batch, save, executor, workers, scheduler, claims=results)
+        executors.run_cells(todo, batch, save, executor, workers, scheduler, claims=results, on_start=watch.start)
+    except executors.Interrupted:
+        # Count what is on disk: Ctrl-C may land between a cell's save and the executor's count.
+        raise executors.Interrupted(sum(results.is_done(c) for c in todo), len(todo)) from None
     except OSError as exc:
         raise _write_failed(
             exc, f"{computed} cells of this run were saved before it; rerun the same command to resume"
         ) from None
     finally:
-        bar.close()
+        watch.close()
         results.release_all()
     try:
         tables = results.load_cells(cells)
@@ -351,6 +359,18 @@ class Results:
         table = summary(self.runs)
         return summary_for_display(table) if display else table
 
+    def network(self, dataset: str) -> Any:
+        """The network (``bench.mlp.MLP``) of dataset ``dataset`` (its label): its ``unflatten``
+        turns the stored parameter vectors into per-layer weights and biases."""
+        labels = [d.label for d in self.config.datasets]
+        if dataset not in labels:
+            from bench.registry import did_you_mean
+
+            raise ValueError(
+                f"no dataset {dataset!r} in these results{did_you_mean(dataset, labels)}; they have: {', '.join(labels)}"
+            )
+        return self.config.datasets[labels.index(dataset)].network()
+
     @property
     def plot(self) -> Plots:
         return Plots(self)
@@ -370,7 +390,8 @@ class Results:
         from bench.analysis.analyze import TABLES
 
         manifest = json.loads((self.path / "manifest.json").read_text())
-        last = manifest["runs"][-1]
+        finished = [r for r in manifest["runs"] if r.get("end")] or manifest["runs"][-1:]
+        last = finished[-1]
         meta = {
             "experiment": manifest["experiment"],
             "config hash": manifest["config_hash"],
@@ -378,8 +399,12 @@ class Results:
             "git commit": (manifest["git"].get("commit") or "unknown")
             + (" (with local changes)" if manifest["git"].get("dirty") else ""),
             "command": " ".join(last["command"]),
-            "started": last["start"],
-            "finished": last["end"],
+            "compute time": self._compute_time(),
+            "runs of this config": "; ".join(
+                f"{r['start']} to {r['end']}: "
+                + (f"{r.get('cells_computed')} cells computed" if r.get("cells_computed") else "every cell reused")
+                for r in finished
+            ),
         }
         tables = {name: getattr(self, name) for name in ("plateaus", *TABLES)}
         info = self.path / "analysis.json"
@@ -393,6 +418,34 @@ class Results:
             stopping=self.config.stopping,
             tables={k: v for k, v in tables.items() if not v.empty},
             analysis=analysis,
+            setup=self.setup(),
+        )
+
+    def setup(self) -> pd.DataFrame:
+        """Per dataset: the data, the model, the budget per run and the success criterion."""
+        rows = []
+        for d in self.config.datasets:
+            m = d.model
+            rows.append(
+                {
+                    "dataset": d.label,
+                    "data": d.load().description,
+                    "model": f"{'-'.join(map(str, d.layer_sizes()))}, {m.activation} hidden, {m.output} output, "
+                    f"{m.loss} loss ({m.reduction}), {m.init} init x{m.init_scale:g}",
+                    "budget per run": f"{d.budget:,}",
+                    "success": d.success.describe(),
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def _compute_time(self) -> str:
+        """The seconds the cells took when they were computed (stored with them, so a rerun that
+        reuses every cell does not change it): per cell its slowest run, summed over cells."""
+        per_cell = self.runs.groupby("cell")["wall_time"].max()
+        total = float(per_cell.sum())
+        return (
+            f"{total:,.1f} s of cell computation in all ({len(per_cell)} cells, the longest "
+            f"{float(per_cell.max()):,.1f} s); the wall time is shorter with several workers"
         )
 
 

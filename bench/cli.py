@@ -171,31 +171,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.no_estimate:
         return 0
     print("estimating (a short sample of every cell) ...", file=sys.stderr)
+    from bench.progress import duration, makespan
+
     table = api.estimate(config)
     per_dataset = table.groupby("dataset", sort=False)[["cost", "seconds"]].sum()
     workers = min(args.workers, len(cells))
     print(f"cost: {table['cost'].sum():,} units in all (runs x budget); time on {workers} worker(s), at most about "
-          f"{_duration(_makespan(table['seconds'].tolist(), workers))} (every run using its whole budget; runs "
+          f"{duration(makespan(table['seconds'].tolist(), workers))} (every run using its whole budget; runs "
           "that solve or stop early take less):")  # fmt: skip
     for dataset, row in per_dataset.iterrows():
-        print(f"  {dataset:20s} {int(row['cost']):>14,} units  {_duration(row['seconds']):>8s} on one worker")
+        print(f"  {dataset:20s} {int(row['cost']):>14,} units  {duration(row['seconds']):>8s} on one worker")
     return 0
-
-
-def _makespan(seconds: list[float], workers: int) -> float:
-    """The wall time of cells handed out in order to the first free worker (as the executors do)."""
-    free = [0.0] * max(workers, 1)
-    for s in seconds:
-        free[free.index(min(free))] += s
-    return max(free)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.0f} s" if seconds >= 1 else "< 1 s"
-    if seconds < 3600:
-        return f"{seconds // 60:.0f} min {seconds % 60:02.0f} s"
-    return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:02.0f} min"
 
 
 def cmd_run(args: argparse.Namespace) -> int:

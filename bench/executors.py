@@ -85,11 +85,20 @@ class _Feeder:
     process holds waits until nothing else is left, then this process waits for that one's lock,
     and takes the cell over only if the other process did not finish it (it stopped or died)."""
 
-    def __init__(self, cells: Sequence[Cell], claims: Claims | None) -> None:
+    def __init__(
+        self, cells: Sequence[Cell], claims: Claims | None, on_start: Callable[[Cell], None] | None = None
+    ) -> None:
         self.queued, self.waiting, self.claims = list(cells), [], claims
         self.total, self.done = len(cells), 0
+        self.on_start = on_start
 
     def next(self, may_wait: bool) -> Cell | None:
+        cell = self._next(may_wait)
+        if cell is not None and self.on_start is not None:
+            self.on_start(cell)
+        return cell
+
+    def _next(self, may_wait: bool) -> Cell | None:
         while self.queued or (may_wait and self.waiting):
             if self.queued:
                 cell, block = self.queued.pop(0), False
@@ -122,15 +131,17 @@ def run_cells(
     workers: int = 1,
     scheduler: str | None = None,
     claims: Claims | None = None,
+    on_start: Callable[[Cell], None] | None = None,
 ) -> None:
-    """Compute ``cells`` and hand each one's tables to ``on_done(cell, tables)`` as it finishes.
+    """Compute ``cells`` and hand each one's tables to ``on_done(cell, tables)`` as it finishes
+    (``on_start(cell)`` is called as a cell is handed to a worker).
 
     With ``claims``, a cell is computed only after claiming it, and one that another process
     finishes meanwhile is skipped (several processes then share one results folder).
     """
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
-    feeder = _Feeder(cells, claims)
+    feeder = _Feeder(cells, claims, on_start)
     if executor == "dask":
         _run_dask(feeder, batch, on_done, workers, scheduler)
     elif executor == "local" and workers > 1 and len(cells) > 1:

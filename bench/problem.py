@@ -57,6 +57,17 @@ class Problem:
         """A training loss (R,) as a mean per pattern, whatever the reduction."""
         return loss / self.data.X_train.shape[0] if self.net.reduction == "sum" else loss
 
+    def test_point(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean loss per pattern and accuracy on the test split, (R,) each (NaN without a test split,
+        accuracy NaN for regression); one forward pass that costs nothing."""
+        if self.data.X_test is None:
+            nan = np.full(theta.shape[0], np.nan)
+            return nan, nan
+        X, Y = self.data.X_test, self.data.Y_test
+        loss, _, out = self.net.evaluate(theta, X, Y, need_grad=False)
+        mean = loss / X.shape[0] if self.net.reduction == "sum" else loss
+        return mean, accuracy(out, Y, self.data.task)
+
     def solved(self, theta: np.ndarray, loss: np.ndarray, train_out: np.ndarray | None) -> np.ndarray:
         """Whether each row meets the dataset's success criterion, (R,) bool; costs nothing.
 

@@ -207,6 +207,7 @@ def _run_batch(cell: Cell, runs: list[int]) -> CellTables:
         due = halt | (cost >= live.next_mark)
         if due.any():
             kept = run_ids[live.index[due]] < record.trajectories
+            test_loss, test_accuracy = problem.test_point(state.theta[due])
             curve.append(
                 {
                     "run": run_ids[live.index[due]],
@@ -215,6 +216,8 @@ def _run_batch(cell: Cell, runs: list[int]) -> CellTables:
                     "loss": loss[due],
                     "best_loss": best[due],
                     "train_accuracy": problem.accuracy(state.theta[due], "train", None if out is None else out[due]),
+                    "test_loss": test_loss,
+                    "test_accuracy": test_accuracy,
                     "theta": [row if keep else None for row, keep in zip(state.theta[due], kept)],
                 }
             )
@@ -377,15 +380,38 @@ def identity_columns(cell: Cell) -> dict[str, Any]:
 
 
 def hyperparameter_columns(cell: Cell) -> dict[str, Any]:
-    """Every optimizer setting as a column (nested settings as ``outer.inner``)."""
+    """Every optimizer setting as a column (nested settings as ``outer__inner``, scikit-learn's
+    convention, so every column name works in ``DataFrame.query``)."""
     flat: dict[str, Any] = {}
 
     def walk(prefix: str, values: dict[str, Any]) -> None:
         for key, value in values.items():
             if isinstance(value, dict):
-                walk(f"{prefix}{key}.", value)
+                walk(f"{prefix}{key}__", value)
             else:
                 flat[prefix + key] = value
 
     walk("", cell.optimizer.settings_dict())
     return flat
+
+
+def concat_runs(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The runs tables of several cells as one, each column keeping its cells' type where other
+    cells leave it empty: integers stay integers (``Int64``), flags booleans (``boolean``), and a
+    setting that is None in some cells and a number in others is a float column."""
+    runs = pd.concat(frames, ignore_index=True)
+    for column in runs.columns:
+        kinds = {
+            f[column].dtype.kind
+            for f in frames
+            if column in f.columns and not (f[column].dtype == object and f[column].isna().all())
+        }
+        if runs[column].dtype.kind in "iub":  # no cell left it empty: a plain numpy column
+            continue
+        if kinds and kinds <= {"i", "u"}:
+            runs[column] = runs[column].astype("Int64")
+        elif kinds == {"b"}:
+            runs[column] = runs[column].astype("boolean")
+        elif runs[column].dtype == object and kinds <= {"i", "u", "f"}:
+            runs[column] = pd.to_numeric(runs[column]).astype("float64")
+    return runs

@@ -43,7 +43,7 @@ import pandas as pd
 
 from bench.config import Cell, Config, to_toml
 from bench.errors import DamagedResults
-from bench.runner import CellTables
+from bench.runner import CellTables, concat_runs
 
 PACKAGES = ("numpy", "scipy", "scikit-learn", "deap", "optuna", "pandas", "pyarrow", "matplotlib", "seaborn", "tqdm")
 
@@ -229,10 +229,13 @@ class ResultStore:
 
     def load_cells(self, cells: Iterable[Cell]) -> CellTables:
         cells = list(cells)
+        frames = {
+            name: [pd.read_parquet(self.cell_dir(c) / f"{name}.parquet") for c in cells] for name in CellTables._fields
+        }
         return CellTables(
             *(
-                pd.concat([pd.read_parquet(self.cell_dir(c) / f"{name}.parquet") for c in cells], ignore_index=True)
-                for name in CellTables._fields
+                concat_runs(parts) if name == "runs" else pd.concat(parts, ignore_index=True)
+                for name, parts in frames.items()
             )
         )
 

@@ -301,3 +301,80 @@ def test_missing_file_unknown_column_and_format_are_named(tmp_path, capsys):
     for params, message in cases:
         assert main(["validate", str(file_config(tmp_path, **params))]) == 2
         assert message in capsys.readouterr().err, params
+
+
+# ---------------------------------------------------------------------------- the tables
+
+
+def test_settings_keep_their_types_across_optimizers(tmp_path):
+    doc = tiny_doc()
+    doc["datasets"] = [{"name": "xor"}]
+    doc["optimizers"] = [
+        {"name": "gd", "learning_rate": 2.0, "clip_value": 1.0},
+        {"name": "momentum", "nesterov": True},
+        {"name": "ga", "population_size": 6},
+        {"name": "restarts", "base": "momentum", "patience": 60, "base_settings": {"learning_rate": 0.5}},
+    ]
+    res = bench.run(doc, out=tmp_path, executor="serial", analysis=False, report=False, progress=False)
+    runs = res.runs
+    for column, dtype in [("population_size", "Int64"), ("tournament_size", "Int64"), ("generations", "Int64"),
+                          ("restarts", "Int64"), ("nesterov", "boolean"), ("clip_value", "float64"),
+                          ("learning_rate", "float64"), ("base_settings__learning_rate", "float64")]:  # fmt: skip
+        assert str(runs[column].dtype) == dtype, column
+    assert not [c for c in runs.columns if not c.isidentifier()]  # every name works in query
+    ga = runs.query("optimizer_name == 'ga'")
+    assert ga["population_size"].tolist() == [6] * 5 and runs["population_size"].isna().sum() == 15
+    assert runs.query("nesterov == True")["optimizer_name"].unique().tolist() == ["momentum"]
+    assert runs.query("optimizer_name == 'gd'")["clip_value"].tolist() == [1.0] * 5
+    assert runs["clip_value"].isna().sum() == 15
+
+
+def test_test_curves_and_the_parameter_layout(tmp_path):
+    """test_loss and test_accuracy at every checkpoint, recomputed independently from the stored
+    trajectory; unflatten gives the layers a plain numpy forward pass reproduces."""
+    doc = {
+        "experiment": {"name": "moons", "seed": 1, "runs": 3, "budget": 600},
+        "record": {"checkpoints": 10, "trajectories": 3},
+        "datasets": [{"name": "moons", "params": {"n_samples": 80}}],
+        "optimizers": [{"name": "rprop"}],
+    }
+    res = bench.run(doc, out=tmp_path, executor="serial", analysis=False, report=False, progress=False)
+    net, data = res.network("moons"), res.config.datasets[0].load()
+    curves = res.curves
+    assert curves["test_loss"].notna().all() and curves["test_accuracy"].between(0, 1).all()
+    theta = np.stack(curves["theta"].to_list())
+    X, Y = data.X_test, data.Y_test  # 20 test patterns, one sigmoid output with cross-entropy
+    (W1, b1), (W2, b2) = net.unflatten(theta)
+    hidden = 1 / (1 + np.exp(-(np.einsum("ni,rij->rnj", X, W1) + b1[:, None, :])))
+    logit = (np.einsum("rnj,rjk->rnk", hidden, W2) + b2[:, None, :])[..., 0]
+    p = 1 / (1 + np.exp(-logit))
+    bce = (np.logaddexp(0, logit) - Y[:, 0] * logit).mean(axis=1)  # -log p or -log(1 - p), from the logit
+    np.testing.assert_allclose(curves["test_loss"], bce, rtol=1e-10)
+    np.testing.assert_array_equal(curves["test_accuracy"], ((p > 0.5) == (Y[:, 0] > 0.5)).mean(axis=1))
+    no_test = bench.run(tiny_doc(), out=tmp_path, executor="serial", analysis=False, report=False, progress=False)
+    assert no_test.curves["test_loss"].isna().all() and no_test.curves["test_accuracy"].isna().all()
+    with pytest.raises(ValueError, match="no dataset 'mons' in these results \\(did you mean 'moons'\\?\\)"):
+        res.network("mons")
+
+
+def test_the_report_states_each_dataset_and_the_real_compute_time(tmp_path):
+    doc = tiny_doc()
+    doc["datasets"][1]["budget"] = 450
+    first = bench.run(doc, out=tmp_path, executor="serial", analysis=False, progress=False)
+    report = (first.path / "REPORT.md").read_text()
+    assert (
+        "| xor | exclusive or, 4 patterns | 2-2-1, sigmoid hidden, sigmoid output, mse loss (sum), uniform init x1 | 300 |"
+        in report
+    )
+    assert "| parity | 3-bit parity, 8 patterns | 3-3-1, sigmoid hidden" in report
+    assert "| 450 | 40-20-40 rule on every training pattern |" in report
+    per_cell = first.runs.groupby("cell")["wall_time"].max().sum()
+    line = next(x for x in report.splitlines() if x.startswith("- **compute time**"))
+    assert line.startswith(f"- **compute time**: {per_cell:,.1f} s of cell computation in all (4 cells")
+    again = bench.run(doc, out=tmp_path, executor="serial", analysis=False, progress=False)  # reuses every cell
+    rerun = (again.path / "REPORT.md").read_text()
+    assert line in rerun.splitlines()
+    runs_line = next(x for x in rerun.splitlines() if x.startswith("- **runs of this config**"))
+    assert (
+        runs_line.count(" to ") == 2 and "4 cells computed; " in runs_line and runs_line.endswith("every cell reused")
+    )

@@ -314,9 +314,42 @@ def test_validate_estimates_cost_and_time(tiny_file, capsys):
 
 
 def test_the_time_of_cells_on_workers_is_the_executors_schedule():
-    from bench.cli import _makespan
+    from bench.progress import makespan as _makespan
 
     # cells go in order to the first free worker: [5, 1, 1, 1, 1] on two workers ends at 5, not 4.5
     assert _makespan([5, 1, 1, 1, 1], 2) == 5
     assert _makespan([1, 1, 1, 1, 5], 2) == 7
     assert _makespan([3, 2, 2], 1) == 7
+
+
+def test_progress_counts_cost_units_and_schedules_the_time_left(tiny, monkeypatch):
+    """The bar's total is every cell's runs x budget; the time left is the schedule of the unfinished
+    cells' sampled times on the workers, scaled by how finished cells compared with their samples
+    (shrunk towards 1 by PRIOR seconds)."""
+    from bench import progress
+
+    tiny["datasets"] = [{"name": "xor"}, {"name": "parity", "params": {"n_bits": 3}, "budget": 300}]
+    cells = config.from_dict(tiny).cells()  # 4 cells: xor x 2 (6 runs x 900), parity x 2 (6 x 300)
+    estimates = {c.key: s for c, s in zip(cells, [10.0, 20.0, 30.0, 40.0], strict=True)}
+    clock = [100.0]
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: clock[0])
+    watch = progress.Progress(cells, estimates, workers=2, enabled=False)
+    assert watch.bar.total == 2 * 6 * 900 + 2 * 6 * 300
+    assert watch.seconds_left() == 60  # 10 -> w1, 20 -> w2, 30 -> w1 (ends 40), 40 -> w2 (ends 60)
+    watch.start(cells[0])
+    watch.start(cells[1])
+    clock[0] += 15.0  # the first cell took 15 s against its sample of 10
+    watch.done(cells[0])
+    scale = (15 + progress.PRIOR) / (10 + progress.PRIOR)
+    busy = 20 * scale - 15  # the second cell has run for 15 s
+    assert watch.seconds_left() == pytest.approx(max(30 * scale, busy + 40 * scale))
+    assert watch.units_done == 6 * 900
+    watch.close()
+
+
+def test_the_run_shows_cost_units_the_time_left_and_the_cells_being_computed(tiny_file, tmp_path, capsys):
+    assert run_cli("run", str(tiny_file), "--out", str(tmp_path), "--workers", "1", "--no-analysis") == 0
+    err = capsys.readouterr().err
+    assert "estimating the time from a short sample of each of the 2 cells" in err
+    assert "cost units: 100%" in err and "10.8k/10.8k" in err
+    assert re.search(r"about (< 1 s|\d+ s) left; computing xor / (gd|rprop)", err), err

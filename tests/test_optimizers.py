@@ -224,3 +224,71 @@ def test_bad_settings_are_named(name, settings, message):
 def test_unknown_rule_suggests_a_name():
     with pytest.raises(KeyError, match="did you mean 'momentum'"):
         optimizers.gradient_rule("momentun")
+
+
+# ---------------------------------------------------------------------------- settings checks
+
+
+def test_ranges_are_closed_unless_said_open_and_name_the_first_bad_value():
+    from bench.optimizers.base import SettingError, check_range
+
+    check_range("x", 1.0, 0, 1)  # [0, 1] holds both ends
+    check_range("x", 0.0, 0, 1)
+    with pytest.raises(SettingError, match=r"^x must be in \[0, 1\), got 1.0$"):
+        check_range("x", 1.0, 0, 1, high_open=True)
+    with pytest.raises(SettingError, match=r"^x must be in \(0, 1\], got 0.0$"):
+        check_range("x", 0.0, 0, 1, low_open=True)
+    with pytest.raises(SettingError, match=r"^x must be in \[0, 1\], got 2.0$"):
+        check_range("x", np.array([0.5, 2.0, 3.0, -1.0]), 0, 1)  # per-run values: the first bad one
+    with pytest.raises(SettingError, match=r"^x must be a finite number, got inf$"):
+        check_range("x", np.array([0.5, np.inf, np.nan]), 0, None)
+    with pytest.raises(SettingError, match=r"^x must be a finite number, got nan$"):
+        check_range("x", float("nan"))
+    check_range("x", np.array([0.0, 0.5, 1.0]), 0, 1)  # every value fits
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"clip_value": 0.0}, r"clip_value must be in \(0, inf\), got 0.0"),
+        ({"clip_value": -1.0}, r"clip_value must be in \(0, inf\), got -1.0"),
+        ({"clip_norm": 0.0}, r"clip_norm must be in \(0, inf\), got 0.0"),
+        ({"schedule": "step", "decay_rate": 0.0}, r"decay_rate must be in \(0, 1\], got 0.0"),
+        ({"schedule": "step", "decay_rate": 1.5}, r"decay_rate must be in \(0, 1\], got 1.5"),
+        ({"schedule": "inverse_time", "decay_rate": -0.5}, r"decay_rate must be in \[0, inf\), got -0.5"),
+        ({"decay_steps": 0.0}, r"decay_steps must be in \(0, inf\), got 0.0"),
+        ({"learning_rate": True}, r"setting 'learning_rate' must be float, got True"),
+    ],
+)
+def test_bad_gradient_settings_are_refused(settings, message):
+    with pytest.raises(ValueError, match=message):
+        optimizers.gradient_rule("gd", **settings)
+
+
+def test_the_edges_of_the_schedule_ranges_are_allowed():
+    for settings in (
+        {"schedule": "step", "decay_rate": 1.0},  # no decay at all: the closed end
+        {"schedule": "inverse_time", "decay_rate": 2.0},  # 1/t decay may be fast
+        {"schedule": "inverse_time", "decay_rate": 0.0},
+        {"decay_steps": 0.5},
+    ):
+        optimizers.gradient_rule("gd", **settings)
+
+
+def test_the_learning_rate_schedule_defaults():
+    """lr 0.1, constant; a schedule halves it (decay_rate 0.5) every 1,000 updates (decay_steps)."""
+    rule = optimizers.gradient_rule("gd", schedule="step")
+    count = np.array([0, 999, 1000, 2500])
+    np.testing.assert_array_equal(rule.settings.rate(count)[:, 0], [0.1, 0.1, 0.05, 0.025])
+    assert optimizers.gradient_rule("gd").settings.rate(count) == 0.1
+
+
+def test_clipping_by_norm_shrinks_small_gradients_too():
+    """A gradient of norm 0.8 clipped to norm 0.5 (below 1, where a rule keyed to norm > 1 would
+    leave it), a zero gradient left zero, one within the norm left alone."""
+    from bench.optimizers.base import Clipping, clip_gradient
+
+    grad = np.array([[0.48, 0.64], [0.0, 0.0], [0.3, 0.0]])
+    clipped = clip_gradient(grad, Clipping(clip_norm=0.5))
+    np.testing.assert_allclose(clipped, [[0.3, 0.4], [0.0, 0.0], [0.3, 0.0]], rtol=1e-15)
+    assert not np.shares_memory(clipped, grad)

@@ -117,6 +117,7 @@ def write_report(
     stopping: Stopping | None = None,
     tables: dict[str, pd.DataFrame] | None = None,
     analysis: dict | None = None,
+    setup: pd.DataFrame | None = None,
 ) -> Path:
     """Write ``out_dir/REPORT.md`` and its figures under ``out_dir/figures/``.
 
@@ -141,6 +142,8 @@ def write_report(
         whose table is missing or empty is left out.
     analysis : dict, optional
         ``analysis.json``: the ``[analysis]`` settings and what the analysis cost.
+    setup : DataFrame, optional
+        One row per dataset: its data, model, budget and success criterion, shown as given.
 
     Returns
     -------
@@ -163,6 +166,8 @@ def write_report(
         drawn.append((name, alt, caption))
 
     lines = [f"# {title}", "", "## What was run", "", *_what_was_run(runs, meta), ""]
+    if setup is not None and not setup.empty:
+        lines += [markdown_table(setup), ""]
     lines += ["## Summary", "", markdown_table(summary_for_display(summary(runs))), ""]
     lines += ["Status of a run at its end:", ""]
     lines += [f"- **{status}**: {meaning}" for status, meaning in status_meanings(stopping).items()]
