@@ -166,9 +166,11 @@ def run(
     report: bool = True,
     progress: bool = True,
     command: list[str] | None = None,
+    reuse_old_code: bool = False,
 ) -> Results:
-    """Run an experiment and return its results (the finished cells of an earlier run of the same
-    config are reused).
+    """Run an experiment and return its results.  A cell computed before by the same code, for
+    this config or any other that contains it, is reused (``reuse_old_code``: also one computed by
+    another version of the code, with a warning).
 
     ``config`` is a preset name, a path, a dict or a Config; ``runs``, ``seed`` and ``budget``
     override its ``[experiment]`` values, ``overrides`` any other (``"optimizers.0.learning_rate=0.3"``).
@@ -200,9 +202,10 @@ def run(
     extra = [f"experiment.{key}={value}" for key, value in experiment.items() if value is not None]
     cfg = resolve(config, [*extra, *overrides])
     check(cfg, batch, workers, warn=log)
-    results = store.ResultStore(_results_root(out), cfg)
+    results = store.ResultStore(_results_root(out), cfg, reuse_old_code=reuse_old_code)
     call = command or [_describe_call(config, runs=runs, seed=seed, budget=budget, overrides=list(overrides),
-                                      workers=workers, executor=executor, batch=batch)]  # fmt: skip
+                                      workers=workers, executor=executor, batch=batch,
+                                      reuse_old_code=reuse_old_code or None)]  # fmt: skip
     try:
         results.start(call, workers, batch)
     except PermissionError as exc:
@@ -215,15 +218,12 @@ def run(
         log(warning)
     log(f"experiment {cfg.name!r}: {len(cells)} cells x {cfg.runs} runs -> {results.path}")
     if len(todo) < len(cells):
-        log(f"skipping {len(cells) - len(todo)} finished cells (same config hash {cfg.hash})")
-        earlier = [r for r in results.manifest().get("runs", []) if r.get("id") != results.run_id and r.get("git")]
-        earlier_commit = earlier[-1]["git"].get("commit") if earlier else None
-        now = store.git_state().get("commit")
-        if earlier_commit and now and earlier_commit != now:
-            log(
-                f"warning: the finished cells were computed by commit {earlier_commit[:10]}, the code is now at "
-                f"{now[:10]}; to recompute them, run into another folder (--out) or rename the experiment"
-            )
+        log(f"skipping {len(cells) - len(todo)} finished cells (computed before, by this config or another)")
+    if results.reused_old:
+        log(
+            f"warning: reusing {len(results.reused_old)} cells computed by another version of the code "
+            f"(reuse_old_code; without it they are computed again by this code, {results.code})"
+        )
 
     estimates: dict[str, float] = {}
     if progress and todo:

@@ -61,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="most runs per engine call (default: all runs of a cell; results do not depend on it)",
     )
+    run.add_argument(
+        "--reuse-old-code",
+        action="store_true",
+        help="reuse cells computed by another version of the code (default: compute them again), and say so",
+    )
     run.add_argument("--no-analysis", action="store_true", help="skip the end-point analysis (bench analyze)")
     run.add_argument("--no-report", action="store_true", help="skip the figures and REPORT.md")
 
@@ -85,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
 
     perf = sub.add_parser("perf", help="time the engine against one-run loops and scikit-learn")
     perf.add_argument("--quick", action="store_true", help="smaller workloads (a smoke test, not the targets)")
+
+    gc = sub.add_parser("gc", help="remove stored cells that no results folder uses any more")
+    gc.add_argument("--out", default="results", help="results root folder (default: results)")
+    gc.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
     return parser
 
 
@@ -134,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(args)
         if args.command == "analyze":
             return cmd_analyze(args)
+        if args.command == "gc":
+            return cmd_gc(args)
         from bench import perf
 
         return perf.main(quick=args.quick)
@@ -199,6 +210,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             analysis=False,
             report=False,
             command=store.command_line(args.argv),
+            reuse_old_code=args.reuse_old_code,
         )
     except executors.Interrupted as stop:
         print(f"\n{stop}", file=sys.stderr)
@@ -241,6 +253,17 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     _analyze(res)
     if not args.no_report:
         print(f"\nreport: {res.write_report()}")
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from bench import store
+
+    removed, size = store.gc(args.out, dry_run=args.dry_run)
+    for folder in removed:
+        print(f"{'would remove' if args.dry_run else 'removed'} {folder}")
+    verb = "would free" if args.dry_run else "freed"
+    print(f"{len(removed)} cells no results folder uses; {verb} {size / 2**20:,.1f} MiB")
     return 0
 
 

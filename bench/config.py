@@ -288,7 +288,7 @@ class Cell:
 
     @property
     def key(self) -> str:
-        """Content hash of everything that decides this cell's numbers."""
+        """This cell within its config: a hash of what decides its numbers and its labels."""
         c = self.config.to_dict()
         d = next(x for x in c["datasets"] if x["label"] == self.dataset.label)
         o = next(x for x in c["optimizers"] if x["label"] == self.optimizer.label)
@@ -300,6 +300,24 @@ class Cell:
                 "record": c["record"],
                 "dataset": d,
                 "optimizer": o,
+            }
+        )
+
+    @property
+    def content_key(self) -> str:
+        """What decides this cell's numbers and nothing else (no labels, no experiment name): the
+        key under which any config that contains the same cell finds it in the store."""
+        c = self.config.to_dict()
+        d = next(x for x in c["datasets"] if x["label"] == self.dataset.label)
+        o = next(x for x in c["optimizers"] if x["label"] == self.optimizer.label)
+        return stable_hash(
+            {
+                "seed": self.config.seed,
+                "runs": self.config.runs,
+                "stopping": c["stopping"],
+                "record": c["record"],
+                "dataset": {k: v for k, v in d.items() if k != "label"},
+                "optimizer": {k: v for k, v in o.items() if k != "label"},
             }
         )
 

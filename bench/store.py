@@ -1,14 +1,25 @@
-"""Results on disk: one folder per config version, one atomically written folder per cell.
+"""Results on disk: a store of cells shared by every config, and one folder per config version.
 
+    results/.cells/<content key>/<code version>/   one finished cell: runs.parquet, curves.parquet,
+                                                    plateaus.parquet (written whole, then renamed)
+    results/.cells/locks/                          who is computing which cell
     results/<experiment>/<config hash>/
         config.toml        the resolved config (runnable: it reproduces these results)
-        manifest.json      package versions, git commit, config hash, command, start/end times
-        cells/<cell key>/  runs.parquet, curves.parquet and plateaus.parquet of one finished cell
+        manifest.json      package versions, git commit, config hash, commands, times, its cells
         runs.parquet       all cells' runs, one row per run
         curves.parquet     all cells' curve points
         plateaus.parquet   all cells' plateau episodes
         REPORT.md, figures/
-    results/<experiment>/latest   the hash of the most recently run config
+    results/<experiment>/latest   the hash of the most recently finished config
+
+Cells are content-addressed: a cell's content key is everything that decides its numbers (the
+dataset and its parameters, the model, the optimizer and its settings, the seed, the number of
+runs, the budget, the stopping and record settings; not the labels or the experiment's name), and
+its code version a hash of the source files that compute it (``CODE_FILES``, and the plug-ins'
+files).  Any config that contains a cell computed before, by the same code, reuses it: turning one
+learning rate into a list computes only the new cells.  After a code change the cells are computed
+again, unless the run is told to reuse cells of other code versions (``reuse_old_code``), which it
+then says.  ``bench gc`` removes the cells that no config folder lists any more.
 
 A changed config has another hash, so its results never mix with older ones, which stay
 untouched.  A cell folder appears only complete (written to a temporary folder, then renamed),
@@ -16,15 +27,17 @@ so an interrupted run leaves no partial cell and the next run skips the finished
 that cannot be read back (a disk error, a truncated copy) is set aside under a ``.corrupt`` name,
 with a warning, and computed again.
 
-Several processes may run the same config into one folder: each takes a cell's lock
-(``locks/<key>.lock``, an ``fcntl`` lock, released by the system if a process dies) before
-computing it, so every cell is computed once and the processes share the work; the manifest is
+Several processes may run configs into one results folder at once: each takes a cell's lock
+(``.cells/locks/<key>.lock``, an ``fcntl`` lock, released by the system if a process dies) before
+computing it, so every cell is computed once and the processes share the work; a manifest is
 read and rewritten under a lock too.  ``latest`` only ever names a version whose run finished.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
+import hashlib
 import json
 import os
 import platform
@@ -82,20 +95,63 @@ def write_parquet_atomic(path: Path, frame: pd.DataFrame) -> None:
         frame.to_parquet(temporary, index=False)
 
 
-class ResultStore:
-    """The folder of one config version."""
+# The modules whose code decides a cell's numbers (besides optimizers/ and datasets/, all of them).
+CODE_FILES = ("mlp.py", "runner.py", "problem.py", "seeding.py", "config.py")
+CELLS = ".cells"
 
-    def __init__(self, root: Path | str, config: Config) -> None:
+
+@functools.lru_cache(maxsize=8)
+def code_version(plugins: tuple[str, ...] = ()) -> str:
+    """A hash of the source files that compute a cell: ``CODE_FILES`` of bench, every module of
+    bench.optimizers and bench.datasets, and the plug-ins' files."""
+    import importlib
+
+    from bench import datasets, optimizers
+
+    here = Path(__file__).parent
+    files = [here / name for name in CODE_FILES]
+    for package in (optimizers, datasets):
+        files += sorted(Path(package.__file__).parent.glob("*.py"))
+    for module in plugins:
+        source = getattr(importlib.import_module(module), "__file__", None)
+        if source:
+            files.append(Path(source))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+class ResultStore:
+    """The folder of one config version, and the shared store of cells beside it."""
+
+    def __init__(self, root: Path | str, config: Config, reuse_old_code: bool = False) -> None:
         self.config = config
-        self.experiment_dir = Path(root) / config.name
+        self.root = Path(root)
+        self.experiment_dir = self.root / config.name
         self.path = self.experiment_dir / config.hash
-        self.cells_dir = self.path / "cells"
+        self.cells_dir = self.root / CELLS
+        self.code = code_version(config.plugins)
+        self.reuse_old_code = reuse_old_code
+        self.reused_old: set[str] = set()  # cells of another code version that this run reuses
         self.run_id = uuid.uuid4().hex  # this process's record in the manifest
         self._locks: dict[str, int] = {}  # cell key -> open lock file descriptor
         self.warnings: list[str] = []
 
     def cell_dir(self, cell: Cell) -> Path:
-        return self.cells_dir / cell.key
+        """Where the cell is: this code's folder, or with ``reuse_old_code`` the newest finished
+        folder of another code version when this code has none."""
+        here = self.cells_dir / cell.content_key / self.code
+        if self.reuse_old_code and not here.exists():
+            others = [
+                p
+                for p in (self.cells_dir / cell.content_key).glob("*")
+                if p.is_dir() and not p.name.startswith(".") and ".corrupt" not in p.name
+            ]
+            if others:
+                self.reused_old.add(cell.key)
+                return max(others, key=lambda p: p.stat().st_mtime)
+        return here
 
     def is_done(self, cell: Cell) -> bool:
         """Whether the cell's tables are all there and readable; an unreadable cell is set aside
@@ -124,9 +180,9 @@ class ResultStore:
         unless it is done), False if another process holds it (only when not ``block``)."""
         if cell.key in self._locks:
             return True
-        locks = self.path / "locks"
+        locks = self.cells_dir / "locks"
         locks.mkdir(parents=True, exist_ok=True)
-        fd = os.open(locks / f"{cell.key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(locks / f"{cell.content_key}-{self.code}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -160,8 +216,10 @@ class ResultStore:
             os.close(fd)
 
     def start(self, command: list[str], workers: int, batch: int | None) -> None:
-        """Create the folder with the resolved config and add this run to the manifest."""
+        """Create the folder with the resolved config and add this run to the manifest (with the
+        cells it needs, so that ``gc`` keeps them even before the run finishes)."""
         self.cells_dir.mkdir(parents=True, exist_ok=True)
+        self.path.mkdir(parents=True, exist_ok=True)
         write_text_atomic(
             self.path / "config.toml", f"# resolved config {self.config.hash}\n" + to_toml(self.config.to_dict())
         )
@@ -176,6 +234,12 @@ class ResultStore:
                     "python": platform.python_version(),
                     "platform": platform.platform(),
                     "git": git,
+                }
+            )
+            manifest["cells"] = sorted(
+                {
+                    *manifest.get("cells", []),
+                    *(self.cell_dir(c).relative_to(self.cells_dir).as_posix() for c in self.config.cells()),
                 }
             )
             manifest.setdefault("runs", []).append(
@@ -230,7 +294,8 @@ class ResultStore:
     def load_cells(self, cells: Iterable[Cell]) -> CellTables:
         cells = list(cells)
         frames = {
-            name: [pd.read_parquet(self.cell_dir(c) / f"{name}.parquet") for c in cells] for name in CellTables._fields
+            name: [_labelled(pd.read_parquet(self.cell_dir(c) / f"{name}.parquet"), c) for c in cells]
+            for name in CellTables._fields
         }
         return CellTables(
             *(
@@ -242,6 +307,66 @@ class ResultStore:
     def save_tables(self, tables: CellTables) -> None:
         for name, table in tables._asdict().items():
             write_parquet_atomic(self.path / f"{name}.parquet", table)
+
+
+def _labelled(table: pd.DataFrame, cell: Cell) -> pd.DataFrame:
+    """A stored cell's table with the labels of the config that reads it (another config may have
+    computed it under other labels and another experiment name)."""
+    from bench.runner import identity_columns
+
+    ident = identity_columns(cell)
+    for column in ("experiment", "cell", "dataset", "optimizer"):
+        if column in table.columns:
+            table[column] = ident[column]
+    return table
+
+
+def gc(root: Path | str, dry_run: bool = False) -> tuple[list[Path], int]:
+    """Remove the cells of ``root/.cells`` that no config folder's manifest lists (and cells set
+    aside as corrupt); returns the removed (or, with ``dry_run``, removable) folders and their
+    bytes.  A cell whose lock a running process holds is kept."""
+    root = Path(root)
+    store = root / CELLS
+    if not store.is_dir():
+        return [], 0
+    listed: set[str] = set()
+    for manifest in root.glob("*/*/manifest.json"):
+        try:
+            listed.update(json.loads(manifest.read_text()).get("cells", []))
+        except (OSError, ValueError) as exc:
+            raise DamagedResults(
+                f"{manifest} cannot be read ({exc}); gc removes nothing while it cannot tell which cells "
+                "that config uses: repair or delete that config folder first"
+            ) from None
+    removable, size = [], 0
+    for content in sorted(p for p in store.iterdir() if p.is_dir() and p.name != "locks"):
+        for version in sorted(content.iterdir()):
+            name = f"{content.name}/{version.name}"
+            if name in listed or version.name.startswith("."):
+                continue
+            if _locked(store / "locks" / f"{content.name}-{version.name}.lock"):
+                continue
+            removable.append(version)
+            size += sum(f.stat().st_size for f in version.rglob("*") if f.is_file())
+    if not dry_run:
+        for folder in removable:
+            shutil.rmtree(folder)
+            if not any(folder.parent.iterdir()):
+                folder.parent.rmdir()
+    return removable, size
+
+
+def _locked(path: Path) -> bool:
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def read_table(folder: Path, name: str) -> pd.DataFrame:

@@ -157,18 +157,68 @@ def test_same_config_gives_identical_tables_across_processes_hash_seeds_and_work
     pd.testing.assert_frame_equal(a, b)
 
 
-def test_rerun_after_a_code_change_warns_that_cells_are_reused(tiny_file, tmp_path, capsys, monkeypatch):
+def test_a_code_change_recomputes_unless_told_to_reuse(tiny_file, tmp_path, capsys, monkeypatch):
     from bench import store
 
     out = tmp_path / "results"
-    monkeypatch.setattr(store, "git_state", lambda: {"commit": "1" * 40, "dirty": False})
-    assert run_cli("run", str(tiny_file), "--out", str(out), "--workers", "1", "--no-report") == 0
+    args = ["run", str(tiny_file), "--out", str(out), "--workers", "1", "--no-report", "--no-analysis"]
+    monkeypatch.setattr(store, "code_version", lambda plugins=(): "a" * 12)
+    assert run_cli(*args) == 0
     capsys.readouterr()
-    monkeypatch.setattr(store, "git_state", lambda: {"commit": "2" * 40, "dirty": False})
-    assert run_cli("run", str(tiny_file), "--out", str(out), "--workers", "1", "--no-report") == 0
+    monkeypatch.setattr(store, "code_version", lambda plugins=(): "b" * 12)  # the code changed
+    assert run_cli(*args) == 0
+    err = capsys.readouterr().err
+    assert "skipping" not in err and "reusing" not in err
+    assert sorted(p.parent.name for p in out.glob(".cells/*/*/runs.parquet")) == ["a" * 12] * 2 + ["b" * 12] * 2
+    monkeypatch.setattr(store, "code_version", lambda plugins=(): "c" * 12)
+    assert run_cli(*args, "--reuse-old-code") == 0
     err = capsys.readouterr().err
     assert "skipping 2 finished cells" in err
-    assert "computed by commit 1111111111, the code is now at 2222222222" in err
+    assert "warning: reusing 2 cells computed by another version of the code (reuse_old_code;" in err
+    assert not list(out.glob(".cells/*/" + "c" * 12))
+
+
+def test_cells_are_shared_by_every_config_that_contains_them(tiny, tmp_path, capsys):
+    """Renamed, relabelled and with a learning rate turned into a list, a config computes only its
+    new cell; its tables equal those of a fresh run (labels included), and gc frees only cells no
+    config folder lists."""
+    out, fresh = tmp_path / "results", tmp_path / "fresh"
+    first = tmp_path / "first.toml"
+    first.write_text(config.to_toml(tiny))
+    assert run_cli("run", str(first), "--out", str(out), "--workers", "1", "--no-report", "--no-analysis") == 0
+    tiny["experiment"]["name"] = "second"
+    tiny["optimizers"][0]["learning_rate"] = [2.0, 1.0]
+    tiny["optimizers"][1]["label"] = "irprop-"
+    second = tmp_path / "second.toml"
+    second.write_text(config.to_toml(tiny))
+    capsys.readouterr()
+    assert run_cli("run", str(second), "--out", str(out), "--workers", "1", "--no-report", "--no-analysis") == 0
+    err = capsys.readouterr().err
+    assert "skipping 2 finished cells" in err and "of each of the 1 cells" in err
+    assert run_cli("run", str(second), "--out", str(fresh), "--workers", "1", "--no-report", "--no-analysis") == 0
+    for name in ("runs", "curves", "plateaus"):
+        shared = pd.read_parquet(next(out.glob(f"second/*/{name}.parquet")))
+        alone = pd.read_parquet(next(fresh.glob(f"second/*/{name}.parquet")))
+        drop = ["wall_time"] if name == "runs" else []
+        pd.testing.assert_frame_equal(shared.drop(columns=drop), alone.drop(columns=drop))
+    assert set(pd.read_parquet(next(out.glob("second/*/runs.parquet")))["optimizer"]) == {
+        "gd(learning_rate=2)", "gd(learning_rate=1)", "irprop-"
+    }  # fmt: skip
+    assert len(list(out.glob(".cells/*/*/runs.parquet"))) == 3
+    capsys.readouterr()
+    assert run_cli("gc", "--out", str(out)) == 0
+    assert capsys.readouterr().out.startswith("0 cells no results folder uses")
+    import shutil
+
+    shutil.rmtree(
+        next(out.glob("second/*/manifest.json")).parent
+    )  # the second config's folder goes: its own cell is unused
+    assert run_cli("gc", "--out", str(out), "--dry-run") == 0
+    assert "1 cells no results folder uses; would free" in capsys.readouterr().out
+    assert len(list(out.glob(".cells/*/*/runs.parquet"))) == 3
+    assert run_cli("gc", "--out", str(out)) == 0
+    assert len(list(out.glob(".cells/*/*/runs.parquet"))) == 2
+    assert run_cli("report", str(out / "tiny")) == 0
 
 
 def test_run_analyzes_end_points_and_analyze_redoes_it(tiny_file, tmp_path, capsys):
@@ -182,7 +232,7 @@ def test_run_analyzes_end_points_and_analyze_redoes_it(tiny_file, tmp_path, caps
         assert column in runs.columns, column
     assert set(runs["endpoint"]) <= {"solved", "diverged", "minimum", "saddle", "plateau", "saturated", "unfinished"}
     assert (runs.loc[runs["status"] == "solved", "endpoint"] == "solved").all()
-    cells = pd.concat(pd.read_parquet(p / "runs.parquet") for p in (version / "cells").iterdir())
+    cells = pd.concat(pd.read_parquet(p) for p in out.glob(".cells/*/*/runs.parquet"))
     # The analysis never touches a run's training record.
     pd.testing.assert_series_equal(
         runs.set_index(["optimizer", "run"])["cost"].sort_index(),
@@ -240,7 +290,8 @@ def test_a_misspelt_command_gets_a_suggestion(capsys):
     assert capsys.readouterr().err == "python -m bench: error: unknown command 'lsit' (did you mean 'list'?)\n"
     assert run_cli("frobnicate") == 2
     assert (
-        "unknown command 'frobnicate'; commands: run, list, validate, analyze, report, perf" in capsys.readouterr().err
+        "unknown command 'frobnicate'; commands: run, list, validate, analyze, report, perf, gc"
+        in capsys.readouterr().err
     )
 
 

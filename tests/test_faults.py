@@ -74,7 +74,7 @@ def wait_until(condition, timeout: float) -> bool:
 
 
 def finished_cells(out: Path) -> list[Path]:
-    return [p for p in out.glob("*/*/cells/*") if p.is_dir() and not p.name.startswith(".")]
+    return [p for p in out.glob(".cells/*/*") if p.is_dir() and not p.name.startswith(".") and ".corrupt" not in p.name]
 
 
 def tables_of(out: Path) -> pd.DataFrame:
@@ -236,7 +236,7 @@ def test_damaged_cells_and_manifest_are_set_aside_and_rebuilt(tmp_path, capsys):
     assert main(["run", str(path), "--out", str(out), "--no-analysis", "--no-report"]) == 0
     err = capsys.readouterr().err
     assert "could not be read" in err and "computing it again" in err and "manifest.json could not be read" in err
-    assert list(version.glob("cells/*.corrupt-*")) and list(version.glob("manifest.json.corrupt-*"))
+    assert list(out.glob(".cells/*/*.corrupt-*")) and list(version.glob("manifest.json.corrupt-*"))
     manifest = json.loads((version / "manifest.json").read_text())
     assert manifest["runs"][-1]["end"] and manifest["runs"][-1]["cells_computed"] == 1
     pd.testing.assert_frame_equal(tables_of(out), first)
