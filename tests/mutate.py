@@ -61,7 +61,11 @@ TESTS = {
     "optimizers/momentum.py": ["tests/test_optimizers.py", "tests/test_perf.py"],
     "optimizers/rprop.py": ["tests/test_optimizers.py"],
     "optimizers/stagnation.py": ["tests/test_stagnation.py", "tests/test_restarts.py"],
-    "optimizers/restarts.py": ["tests/test_restarts.py", "tests/test_stagnation.py"],
+    "optimizers/restarts.py": [
+        "tests/test_restarts.py",
+        "tests/test_stagnation.py",
+        "tests/test_readme.py::test_the_restart_trigger_defaults_are_the_readmes",
+    ],
     "optimizers/genetic.py": ["tests/test_genetic.py"],
     "optimizers/random_search.py": ["tests/test_restarts.py", "tests/test_runner.py"],
 }

@@ -292,3 +292,55 @@ def test_clipping_by_norm_shrinks_small_gradients_too():
     clipped = clip_gradient(grad, Clipping(clip_norm=0.5))
     np.testing.assert_allclose(clipped, [[0.3, 0.4], [0.0, 0.0], [0.3, 0.0]], rtol=1e-15)
     assert not np.shares_memory(clipped, grad)
+
+
+def test_momentum_counts_its_updates_for_the_schedule():
+    """Classical momentum with a step schedule (lr halves every 2 updates) against a hand loop."""
+    rng = np.random.default_rng(5)
+    grads = rng.normal(size=(6, 2, 3))
+    rule = optimizers.gradient_rule(
+        "momentum", learning_rate=1.0, momentum=0.5, schedule="step", decay_rate=0.5, decay_steps=2.0
+    )
+    theta, state = np.zeros((2, 3)), rule.init(np.zeros((2, 3)))
+    expected, velocity = np.zeros((2, 3)), np.zeros((2, 3))
+    for t, grad in enumerate(grads):
+        theta, state = rule.update(theta, grad, state)
+        velocity = 0.5 * velocity - 0.5 ** (t // 2) * grad
+        expected = expected + velocity
+        np.testing.assert_allclose(theta, expected, rtol=1e-15, atol=1e-15)
+    assert state.count.tolist() == [6, 6]
+
+
+def test_rprop_defaults_are_the_literatures():
+    """Riedmiller & Braun (1993): Delta_0 = 0.1, Delta_max = 50, eta+ = 1.2, eta- = 0.5; and the
+    floor Delta_min = 1e-6 of Igel & Huesken (2000); iRprop- the default variant."""
+    s = optimizers.make_settings("rprop")
+    assert (s.variant, s.delta_0, s.delta_min, s.delta_max, s.eta_plus, s.eta_minus) == (
+        "irprop-",
+        0.1,
+        1e-6,
+        50.0,
+        1.2,
+        0.5,
+    )
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"delta_min": 0.0}, r"delta_min must be in \(0, inf\), got 0.0"),
+        ({"delta_max": 0.0}, r"delta_max must be in \(0, inf\), got 0.0"),
+        ({"delta_0": 0.0}, r"delta_0 must be in \(0, inf\), got 0.0"),
+        ({"delta_min": 2.0, "delta_max": 1.0}, r"delta_min must be <= delta_max, got 2.0 > 1.0"),
+        ({"delta_min": np.array([1e-6, 1.0]), "delta_max": np.array([50.0, 0.5])}, r"delta_min must be <= delta_max"),
+    ],
+)
+def test_bad_rprop_settings_are_refused(settings, message):
+    with pytest.raises(ValueError, match=message):
+        optimizers.gradient_rule("rprop", **settings)
+
+
+def test_rprop_may_pin_its_step_size():
+    rule = optimizers.gradient_rule("rprop", delta_min=0.5, delta_max=0.5, delta_0=0.5)
+    theta, state = rule.update(np.zeros((1, 2)), np.array([[1.0, -2.0]]), rule.init(np.zeros((1, 2))))
+    np.testing.assert_array_equal(theta, [[-0.5, 0.5]])

@@ -34,7 +34,7 @@ def bare_and_restarted():
 def test_restarts_rescue_runs_the_bare_optimizer_leaves_stuck(bare_and_restarted):
     bare, restarted = bare_and_restarted
     bare_solved, restarted_solved = bare["status"] == "solved", restarted["status"] == "solved"
-    assert (bare["status"] == "stuck").sum() >= 3  # XOR 2-2-1 has local minima that irprop- falls into
+    assert (bare["status"] == "stuck").sum() >= 3  # irprop- stalls on XOR 2-2-1 (on saturated plateaus)
     assert restarted_solved.sum() > bare_solved.sum()
     rescued = restarted_solved & ~bare_solved
     assert rescued.any() and (restarted.loc[rescued, "restarts"] >= 1).all()
@@ -132,3 +132,46 @@ def test_an_attempt_that_diverges_is_restarted():
     assert (runs["restarts"] > 0).all()
     assert np.isfinite(runs["final_loss"]).all() and (runs["status"] != "diverged").all()
     np.testing.assert_array_equal(runs["grad_evals"], runs["epochs"] + 1 + runs["restarts"])
+
+
+def test_a_flat_attempt_restarts_exactly_when_its_window_is_full():
+    """A hand-computed schedule.  gd with a learning rate of 1e-12 never changes the loss, so every
+    attempt stalls as soon as it has a point ``patience`` = 30 units back: an attempt whose first
+    evaluation (3 units) ends at cost s is restarted by the step that reaches s + 30.  The first
+    attempt's evaluation ends at 3, so restarts come at 33, 66, ..., 297 (each new attempt's first
+    evaluation ending 3 units after its restart); the last one, at 297, brings the cost to 300, the
+    budget, where the runner stops (one more step and a restart could cost 6 > 0 units left):
+    9 restarts, 100 gradient evaluations (10 first evaluations, 90 epochs)."""
+    doc = xor_doc({"name": "restarts", "base": "gd", "base_settings": {"learning_rate": 1e-12}, "patience": 30})
+    doc["experiment"].update(runs=3, budget=300)
+    runs = run_cell(from_dict(doc).cells()[0])[0]
+    assert runs["restarts"].tolist() == [9, 9, 9] and runs["cost"].tolist() == [300.0] * 3
+    assert runs["grad_evals"].tolist() == [100] * 3 and runs["epochs"].tolist() == [90] * 3
+    assert set(runs["restart_cost"]) <= {0.0, *(33.0 * k for k in range(1, 10))}
+
+
+@pytest.mark.parametrize("budget", [299, 300, 301, 302])
+def test_restarts_never_spend_more_than_the_budget(budget):
+    """A step plus a restart costs 6 units: the runner stops a run that has fewer than 6 left."""
+    doc = xor_doc({"name": "restarts", "base": "gd", "base_settings": {"learning_rate": 1e-12}, "patience": 30})
+    doc["experiment"].update(runs=2, budget=budget)
+    runs = run_cell(from_dict(doc).cells()[0])[0]
+    assert (runs["cost"] <= budget).all() and (runs["cost"] > budget - 6).all()
+
+
+def test_restarts_do_not_depend_on_the_batch():
+    """Runs that restart and runs that do not share a batch: each restarts on its own schedule,
+    exactly as when it runs alone (a restart rule that waited for every row would differ)."""
+    doc = xor_doc({"name": "restarts", "base": "gd", "base_settings": {"learning_rate": 2.0}, "patience": 90})
+    doc["experiment"].update(runs=12, budget=1500)
+    cell = from_dict(doc).cells()[0]
+    together, alone = run_cell(cell)[0], run_cell(cell, batch=1)[0]
+    assert 0 < (together["restarts"] == 0).sum() < 12  # some runs restart, some do not
+    columns = ["status", "restarts", "restart_cost", "cost", "final_loss", "epochs"]
+    assert together[columns].equals(alone[columns])
+
+
+def test_min_delta_is_a_share_below_one():
+    from_dict(xor_doc({"name": "restarts", "min_delta": 0.0}))
+    with pytest.raises(ConfigError, match=r"min_delta must be in \[0, 1\), got 1.0"):
+        from_dict(xor_doc({"name": "restarts", "min_delta": 1.0}))
