@@ -19,7 +19,7 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as for any tool whose reader went away
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bench",
+        prog=_prog(),
         description="A comparative optimization benchmark suite for training neural networks.",
         epilog="Run 'python -m bench COMMAND --help' for a command's options; the README has the rest.",
     )
@@ -97,6 +97,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _prog() -> str:
+    """How the user called us: the console script ``bench`` or ``python -m bench``."""
+    return "bench" if os.path.basename(sys.argv[0]) == "bench" else "python -m bench"
+
+
 def entry_point() -> None:
     """The ``bench`` console script: ``python -m bench`` under a shorter name."""
     sys.exit(main())
@@ -125,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench.registry import did_you_mean
 
         hint = did_you_mean(argv[0], commands) or f"; commands: {', '.join(commands)}"
-        print(f"python -m bench: error: unknown command {argv[0]!r}{hint}", file=sys.stderr)
+        print(f"{parser.prog}: error: unknown command {argv[0]!r}{hint}", file=sys.stderr)
         return EXIT_BAD_INPUT
     args = parser.parse_args(argv)
     if args.command is None:
