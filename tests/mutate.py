@@ -227,7 +227,8 @@ def mutated_source(mutant: Mutant) -> str:
 def _copy_repository(into: Path) -> Path:
     for name in ("bench", "optimizers", "datasets", "tests"):
         shutil.copytree(ROOT / name, into / name, ignore=shutil.ignore_patterns("__pycache__", ".hypothesis"))
-    shutil.copy(ROOT / "pyproject.toml", into / "pyproject.toml")
+    for name in ("pyproject.toml", "README.md"):  # the README: tests hold it to the code
+        shutil.copy(ROOT / name, into / name)
     return into
 
 
