@@ -5,8 +5,11 @@ Counting cells misleads when cells differ by a hundredfold (an XOR cell takes a 
 two-spirals cell minutes); counting cost units alone misleads too, since a unit (one forward
 pass over the training set) of two spirals costs far more than one of XOR.  So the bar advances
 in cost units (a cell's runs x budget when it finishes) and the time left is the schedule of the
-cells not yet finished on the workers, each cell's sampled time scaled by how the finished cells'
-real times compared with their samples.
+cells not yet finished on the workers, each cell's sampled time scaled by how the finished cells
+of the same dataset compared with their samples.  The samples assume every run uses its whole
+budget, an upper bound; runs that solve early make a dataset's cells faster, which its first
+finished cells tell, and a dataset none of whose cells has finished keeps the upper bound (the
+early cells of an easy dataset say nothing about a hard one).
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ class Progress:
         self.units = {c.key: c.config.runs * c.dataset.budget for c in self.cells}
         self.started: dict[str, float] = {}
         self.finished: set[str] = set()
-        self.actual = self.sampled = 0.0
+        self.actual: dict[str, float] = {}  # per dataset: real seconds of its finished cells
+        self.sampled: dict[str, float] = {}  # per dataset: their sampled seconds
         self.units_done = 0  # what the bar shows (kept here too: a disabled bar counts nothing)
         self.lock = threading.Lock()
         self.bar = tqdm(
@@ -74,8 +78,9 @@ class Progress:
         with self.lock:
             began = self.started.pop(cell.key, None)
             if began is not None and cell.key in self.estimates:
-                self.actual += time.perf_counter() - began
-                self.sampled += self.estimates[cell.key]
+                label = cell.dataset.label
+                self.actual[label] = self.actual.get(label, 0.0) + time.perf_counter() - began
+                self.sampled[label] = self.sampled.get(label, 0.0) + self.estimates[cell.key]
             self.finished.add(cell.key)
             self.units_done += self.units[cell.key]
             self.bar.update(self.units[cell.key])
@@ -85,17 +90,18 @@ class Progress:
         """The estimated wall time until every cell has finished (None without estimates)."""
         if not self.estimates:
             return None
-        # How real times compare with the samples, shrunk towards 1 until PRIOR seconds of cells have
-        # finished: the first cells also pay for starting the worker processes.
-        scale = (self.actual + PRIOR) / (self.sampled + PRIOR)
         now = time.perf_counter()
-        busy = [max(self.estimates[k] * scale - (now - t), 0.0) for k, t in self.started.items()]
-        waiting = [
-            self.estimates[c.key] * scale
-            for c in self.cells
-            if c.key not in self.finished and c.key not in self.started
-        ]
+        by_key = {c.key: c for c in self.cells}
+        expected = {key: self.estimates[key] * self.scale(by_key[key].dataset.label) for key in self.estimates}
+        # A cell past its expected time still has some left: a tenth of it, rather than none.
+        busy = [max(expected[k] - (now - t), 0.1 * expected[k]) for k, t in self.started.items()]
+        waiting = [expected[c.key] for c in self.cells if c.key not in self.finished and c.key not in self.started]
         return makespan(waiting, self.workers, busy)
+
+    def scale(self, dataset: str) -> float:
+        """How the dataset's finished cells took against their samples, shrunk towards 1 (the
+        samples' upper bound) until PRIOR seconds of its cells have finished."""
+        return (self.actual.get(dataset, 0.0) + PRIOR) / (self.sampled.get(dataset, 0.0) + PRIOR)
 
     def _show(self) -> None:
         left = self.seconds_left()

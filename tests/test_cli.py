@@ -375,12 +375,12 @@ def test_the_time_of_cells_on_workers_is_the_executors_schedule():
 
 def test_progress_counts_cost_units_and_schedules_the_time_left(tiny, monkeypatch):
     """The bar's total is every cell's runs x budget; the time left is the schedule of the unfinished
-    cells' sampled times on the workers, scaled by how finished cells compared with their samples
-    (shrunk towards 1 by PRIOR seconds)."""
+    cells' sampled times on the workers, each scaled by how the finished cells of its dataset
+    compared with their samples (shrunk towards 1 by PRIOR seconds; 1 for a dataset with none)."""
     from bench import progress
 
     tiny["datasets"] = [{"name": "xor"}, {"name": "parity", "params": {"n_bits": 3}, "budget": 300}]
-    cells = config.from_dict(tiny).cells()  # 4 cells: xor x 2 (6 runs x 900), parity x 2 (6 x 300)
+    cells = config.from_dict(tiny).cells()  # xor / gd, xor / rprop, parity / gd, parity / rprop
     estimates = {c.key: s for c, s in zip(cells, [10.0, 20.0, 30.0, 40.0], strict=True)}
     clock = [100.0]
     monkeypatch.setattr(progress.time, "perf_counter", lambda: clock[0])
@@ -389,11 +389,14 @@ def test_progress_counts_cost_units_and_schedules_the_time_left(tiny, monkeypatc
     assert watch.seconds_left() == 60  # 10 -> w1, 20 -> w2, 30 -> w1 (ends 40), 40 -> w2 (ends 60)
     watch.start(cells[0])
     watch.start(cells[1])
-    clock[0] += 15.0  # the first cell took 15 s against its sample of 10
+    clock[0] += 15.0  # the first xor cell took 15 s against its sample of 10
     watch.done(cells[0])
-    scale = (15 + progress.PRIOR) / (10 + progress.PRIOR)
-    busy = 20 * scale - 15  # the second cell has run for 15 s
-    assert watch.seconds_left() == pytest.approx(max(30 * scale, busy + 40 * scale))
+    xor = (15 + progress.PRIOR) / (10 + progress.PRIOR)
+    assert watch.scale("xor") == xor and watch.scale("parity") == 1.0
+    busy = 20 * xor - 15  # the second xor cell has run for 15 s of its expected 20 x scale
+    assert watch.seconds_left() == pytest.approx(max(30, busy + 40))
+    clock[0] += 100.0  # now it is far past its expected time: a tenth of that is still left
+    assert watch.seconds_left() == pytest.approx(max(30, 0.1 * 20 * xor + 40))
     assert watch.units_done == 6 * 900
     watch.close()
 
