@@ -175,3 +175,40 @@ def test_min_delta_is_a_share_below_one():
     from_dict(xor_doc({"name": "restarts", "min_delta": 0.0}))
     with pytest.raises(ConfigError, match=r"min_delta must be in \[0, 1\), got 1.0"):
         from_dict(xor_doc({"name": "restarts", "min_delta": 1.0}))
+
+
+def test_random_search_keeps_the_best_of_its_draws_against_a_hand_loop():
+    """Each step draws samples_per_step points from the run's own stream (the init distribution)
+    and keeps the best if strictly better than the incumbent; replayed here from the same streams."""
+    from bench import optimizers
+    from bench.problem import Problem
+
+    net, data = MLP([2, 2, 1]), datasets.load("xor")
+    problem = Problem(data, net, 3, init="uniform", init_scale=1.0)
+    view = problem.view()
+    rngs = np.array([np.random.default_rng(s) for s in (1, 2, 3)], dtype=object)
+    twins = [np.random.default_rng(s) for s in (1, 2, 3)]
+    opt = optimizers.build("random_search", optimizers.make_settings("random_search", samples_per_step=4))
+    theta0 = np.concatenate([view.draw(r, 1) for r in [np.random.default_rng(9)] * 3])
+    state = opt.init(theta0, view, rngs)
+    best_theta, best_loss = theta0.copy(), net.loss(theta0, data.X_train, data.Y_train)
+    for _ in range(5):
+        state = opt.step(state, view)
+        for r, twin in enumerate(twins):
+            draws = view.draw(twin, 4)
+            losses = net.loss(draws, data.X_train, data.Y_train)
+            k = int(np.argmin(losses))
+            if losses[k] < best_loss[r]:
+                best_theta[r], best_loss[r] = draws[k], losses[k]
+        np.testing.assert_array_equal(state.theta, best_theta)
+        np.testing.assert_array_equal(state.loss, best_loss)
+    assert problem.cost.tolist() == [1 + 5 * 4] * 3  # one unit per forward pass, the first included
+
+
+def test_random_search_defaults_and_settings():
+    from bench import optimizers
+
+    assert optimizers.make_settings("random_search").samples_per_step == 10
+    assert optimizers.make_settings("random_search", samples_per_step=1).samples_per_step == 1
+    with pytest.raises(ValueError, match=r"samples_per_step must be in \[1, inf\), got 0"):
+        optimizers.make_settings("random_search", samples_per_step=0)
