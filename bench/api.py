@@ -93,13 +93,17 @@ def check(
         )
 
 
-def estimate(config: Config, cells: Sequence[Cell] | None = None, sample_runs: int = 16) -> pd.DataFrame:
+def estimate(
+    config: Config, cells: Sequence[Cell] | None = None, batch: int | None = None, most_runs: int = 256
+) -> pd.DataFrame:
     """Per cell: its runs, budget, cost units (runs x budget) and an upper estimate of its seconds
     on one worker, every run using its whole budget (runs that solve or stop early take less).
 
-    Measured, not guessed: each cell trains ``sample_runs`` runs for two short budgets (the
-    difference gives the time per run and cost unit, the rest the cell's fixed cost); a fraction of
-    a second per cell.  Used by ``validate`` and by the progress bar's time estimate."""
+    Measured, not guessed: each cell trains its runs as one batch (at most ``most_runs`` of them,
+    or ``batch``) for two short budgets; the difference gives the time per cost unit of the batch
+    (on small nets mostly numpy's per-call overhead, which a smaller sample would overstate), the
+    rest the cell's fixed cost.  A fraction of a second per cell; used by ``validate`` and by the
+    progress bar's time estimate."""
     import dataclasses
     import time
 
@@ -113,15 +117,15 @@ def estimate(config: Config, cells: Sequence[Cell] | None = None, sample_runs: i
         runs, budget = cell.config.runs, cell.dataset.budget
         population = getattr(cell.optimizer.settings, "population_size", 1)
         short = min(budget, max(60, 3 * population))
-        sample = dataclasses.replace(cell.config, runs=min(runs, sample_runs))
+        sample = dataclasses.replace(cell.config, runs=min(runs, batch or runs, most_runs))
         times = []
         for units in (short // 2, short):
             probe = Cell(sample, dataclasses.replace(cell.dataset, budget=max(units, 1)), cell.optimizer)
             start = time.perf_counter()
             run_cell(probe)
             times.append(time.perf_counter() - start)
-        per_unit = max(times[1] - times[0], 1e-9) / max(short - short // 2, 1) / sample.runs
-        fixed = max(times[0] - per_unit * (short // 2) * sample.runs, 0.0)
+        per_unit = max(times[1] - times[0], 1e-9) / max(short - short // 2, 1)  # one batch, one unit
+        fixed = max(times[0] - per_unit * (short // 2), 0.0)
         rows.append(
             {
                 "key": cell.key,
@@ -130,7 +134,7 @@ def estimate(config: Config, cells: Sequence[Cell] | None = None, sample_runs: i
                 "runs": runs,
                 "budget": budget,
                 "cost": runs * budget,
-                "seconds": fixed + per_unit * runs * budget,
+                "seconds": fixed + per_unit * budget * runs / sample.runs,
             }
         )
     limits.restore_original_limits()
@@ -228,7 +232,7 @@ def run(
     estimates: dict[str, float] = {}
     if progress and todo:
         log(f"estimating the time from a short sample of each of the {len(todo)} cells ...")
-        sample = estimate(cfg, todo)
+        sample = estimate(cfg, todo, batch)
         estimates = dict(zip(sample["key"], sample["seconds"], strict=True))
     watch = Progress(todo, estimates, workers if executor != "serial" else 1, enabled=progress)
     computed = 0
