@@ -289,37 +289,28 @@ class Cell:
     @property
     def key(self) -> str:
         """This cell within its config: a hash of what decides its numbers and its labels."""
-        c = self.config.to_dict()
-        d = next(x for x in c["datasets"] if x["label"] == self.dataset.label)
-        o = next(x for x in c["optimizers"] if x["label"] == self.optimizer.label)
-        return stable_hash(
-            {
-                "seed": self.config.seed,
-                "runs": self.config.runs,
-                "stopping": c["stopping"],
-                "record": c["record"],
-                "dataset": d,
-                "optimizer": o,
-            }
-        )
+        return stable_hash(self._identity(labels=True))
 
     @property
     def content_key(self) -> str:
         """What decides this cell's numbers and nothing else (no labels, no experiment name): the
         key under which any config that contains the same cell finds it in the store."""
+        return stable_hash(self._identity(labels=False))
+
+    def _identity(self, labels: bool) -> dict[str, Any]:
         c = self.config.to_dict()
         d = next(x for x in c["datasets"] if x["label"] == self.dataset.label)
         o = next(x for x in c["optimizers"] if x["label"] == self.optimizer.label)
-        return stable_hash(
-            {
-                "seed": self.config.seed,
-                "runs": self.config.runs,
-                "stopping": c["stopping"],
-                "record": c["record"],
-                "dataset": {k: v for k, v in d.items() if k != "label"},
-                "optimizer": {k: v for k, v in o.items() if k != "label"},
-            }
-        )
+        if not labels:
+            d, o = ({k: v for k, v in x.items() if k != "label"} for x in (d, o))
+        return {
+            "seed": self.config.seed,
+            "runs": self.config.runs,
+            "stopping": c["stopping"],
+            "record": c["record"],
+            "dataset": d,
+            "optimizer": o,
+        }
 
 
 def stable_hash(content: Any) -> str:

@@ -214,19 +214,24 @@ def _run_local(feeder: _Feeder, batch: int | None, on_done: Callable[[Cell, Any]
             if not running:
                 break
             finished, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
-            for future in finished:
-                cell = running.pop(future)
-                try:
-                    _, tables = future.result()
-                except Exception as exc:
-                    raise CellFailed(cell, exc, feeder.done, feeder.total) from exc
-                feeder.finished(cell, tables, on_done)
+            _collect(finished, running, feeder, on_done)
     except KeyboardInterrupt:
         _stop(pool)
         raise Interrupted(feeder.done, feeder.total) from None
     except BaseException:
         _stop(pool)
         raise
+
+
+def _collect(finished: Any, running: dict[Any, Cell], feeder: _Feeder, on_done: Callable[[Cell, Any], None]) -> None:
+    """Hand the tables of the ``finished`` futures on; a cell whose job raised stops the run."""
+    for future in finished:
+        cell = running.pop(future)
+        try:
+            _, tables = future.result()
+        except Exception as exc:
+            raise CellFailed(cell, exc, feeder.done, feeder.total) from exc
+        feeder.finished(cell, tables, on_done)
 
 
 def _stop(pool: Any) -> None:
@@ -271,13 +276,7 @@ def _run_dask(
                 finished = wait(list(running), timeout=0.5, return_when="FIRST_COMPLETED").done
             except TimeoutError:  # nothing finished yet: look again (and let Ctrl-C in)
                 continue
-            for future in finished:
-                cell = running.pop(future)
-                try:
-                    _, tables = future.result()
-                except Exception as exc:
-                    raise CellFailed(cell, exc, feeder.done, feeder.total) from exc
-                feeder.finished(cell, tables, on_done)
+            _collect(finished, running, feeder, on_done)
     except KeyboardInterrupt:
         raise Interrupted(feeder.done, feeder.total) from None
     finally:
