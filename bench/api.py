@@ -312,7 +312,7 @@ def _results_root(out: str | os.PathLike) -> Path:
 class Results:
     """The stored results of one config version (a folder ``results/<experiment>/<hash>``).
 
-    Tables load on first use: ``runs``, ``curves``, ``plateaus``, and after an analysis
+    Tables load on first use: ``runs``, ``curves``, ``plateaus``, ``hits``, and after an analysis
     ``attractors``, ``pairs``, ``paths``, ``slices``.  ``plot`` draws the report's figures as
     matplotlib Figures.
     """
@@ -323,7 +323,7 @@ class Results:
     def _table(self, name: str) -> pd.DataFrame:
         from bench.store import read_table
 
-        if name not in ("runs", "curves", "plateaus") and not (self.path / f"{name}.parquet").is_file():
+        if name not in ("runs", "curves", "plateaus", "hits") and not (self.path / f"{name}.parquet").is_file():
             return pd.DataFrame()  # no analysis yet
         return read_table(self.path, name)
 
@@ -338,6 +338,11 @@ class Results:
     @cached_property
     def plateaus(self) -> pd.DataFrame:
         return self._table("plateaus")
+
+    @cached_property
+    def hits(self) -> pd.DataFrame:
+        """One row per run per target: the cost at which its best loss first reached the target."""
+        return self._table("hits")
 
     @cached_property
     def attractors(self) -> pd.DataFrame:

@@ -92,6 +92,11 @@ class Record:
         ``plateau_window`` x budget cost units (the rule of "stuck", on a shorter window).
     trajectories : the parameter vector is kept at every curve point of the first this-many runs
         of each cell (for the loss-landscape slices).
+    target_high, target_low, targets_per_decade : the target ladder of ``hits.parquet``: the
+        losses target_high ... target_low, log-spaced with this many per decade (COCO's gaps
+        1e2 ... 1e-8 to the optimum; every loss here is at least 0, the optimum where the net can
+        fit the data exactly).  The runner records the exact cost at which each run's best loss
+        first reaches each target.
     """
 
     checkpoints: int = 50
@@ -99,6 +104,15 @@ class Record:
     plateau_window: float = 0.05
     plateau_min_delta: float = 1e-3
     trajectories: int = 1
+    target_high: float = 1e2
+    target_low: float = 1e-8
+    targets_per_decade: int = 5
+
+    def targets(self) -> list[float]:
+        """The target losses, highest first (51 by default), log-spaced from target_high to target_low."""
+        count = max(2, round(math.log10(self.target_high / self.target_low) * self.targets_per_decade) + 1)
+        ratio = self.target_low / self.target_high
+        return [self.target_high * ratio ** (i / (count - 1)) for i in range(count - 1)] + [self.target_low]
 
 
 @dataclass(frozen=True)
@@ -588,6 +602,12 @@ def _read_record(table: Any, source: str) -> Record:
         raise r.error(
             "spacing", f"must be 'log' or 'linear', got {rec.spacing!r}{did_you_mean(rec.spacing, ['log', 'linear'])}"
         )
+    if not 0 < rec.target_low < rec.target_high < math.inf:
+        raise r.error(
+            "target_low", f"the ladder needs 0 < target_low < target_high, got {rec.target_low} and {rec.target_high}"
+        )
+    if rec.targets_per_decade < 1:
+        raise r.error("targets_per_decade", f"must be >= 1, got {rec.targets_per_decade}")
     return rec
 
 

@@ -12,6 +12,12 @@ frozen and dropped from the optimizer's state.  At the end every run gets a stat
   x best(c - window), best(x) being the lowest loss of its evaluations at cost <= x (the rule of
   ``optimizers.stagnation``);
 * ``unfinished``: not solved and still improving when the budget ran out.
+
+Besides the curve points, the runner records two things exactly, at every step rather than at
+checkpoints: the cost at which each run's best loss first reached each target of the ladder
+(``Record.targets``; the table ``hits``, where the dataset's success criterion is one more target)
+and each run's best loss within fixed shares of its budget (``FIXED_BUDGETS``; columns
+``best_loss_10pct`` ... of the runs table: the best loss of its evaluations at cost <= that share).
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from bench.optimizers.stagnation import Window, window_push, window_stalled, win
 from bench.problem import Problem
 
 STATUSES = ("running", "solved", "diverged", "stuck", "unfinished")
+FIXED_BUDGETS = (0.1, 0.3)  # shares of the budget at which the best loss is recorded (1.0 is best_loss)
+SUCCESS_TARGET = "success"  # the hits table's name for the dataset's own success criterion
 _RUNNING, _SOLVED, _DIVERGED, _STUCK, _UNFINISHED = range(5)
 
 
@@ -104,6 +112,17 @@ class CellTables(NamedTuple):
     runs: pd.DataFrame  # one row per run
     curves: pd.DataFrame  # one row per run per checkpoint
     plateaus: pd.DataFrame  # one row per plateau episode
+    hits: pd.DataFrame  # one row per run per target: the cost at which it was first reached
+
+
+def budget_column(share: float) -> str:
+    """The runs table's column of the best loss within ``share`` of the budget."""
+    return f"best_loss_{100 * share:g}pct"
+
+
+def target_label(loss: float) -> str:
+    """How a target of the ladder is named in the hits table and the report (e.g. ``1e-08``)."""
+    return f"{loss:.2g}"
 
 
 PLATEAU_COLUMNS = ["run", "start_cost", "end_cost", "start_loss", "end_loss", "outcome"]
@@ -117,7 +136,7 @@ def run_cell(cell: Cell, batch: int | None = None) -> CellTables:
     runs = list(cell.runs)
     size = len(runs) if batch is None else max(1, batch)
     parts = [_run_batch(cell, runs[i : i + size]) for i in range(0, len(runs), size)]
-    return CellTables(*(pd.concat([p[k] for p in parts], ignore_index=True) for k in range(3)))
+    return CellTables(*(pd.concat([p[k] for p in parts], ignore_index=True) for k in range(len(CellTables._fields))))
 
 
 class _Running(NamedTuple):
@@ -131,6 +150,8 @@ class _Running(NamedTuple):
     plateau_start: np.ndarray  # (R,) cost at which the current plateau episode began; NaN if none
     plateau_loss: np.ndarray  # (R,) best loss when it began
     plateau_end: np.ndarray  # (R,) cost at which the last episode ended (-inf before the first)
+    next_target: np.ndarray  # (R,) index of the highest target of the ladder not reached yet
+    next_budget: np.ndarray  # (R,) index of the first fixed budget share not passed yet
 
 
 class _Final(NamedTuple):
@@ -145,6 +166,9 @@ class _Final(NamedTuple):
     wall: np.ndarray
     plateau_cost: np.ndarray  # cost units spent on plateau episodes
     plateaus: np.ndarray  # number of plateau episodes
+    hit_cost: np.ndarray  # (n, T) cost at which the best loss first reached each target; NaN if never
+    hit_loss: np.ndarray  # (n, T) the best loss then
+    fixed: np.ndarray  # (n, B) best loss within each share of FIXED_BUDGETS
     extras: dict[str, np.ndarray]  # the optimizer's extra columns (restarts, generations, ...)
 
 
@@ -153,6 +177,8 @@ def _run_batch(cell: Cell, runs: list[int]) -> CellTables:
     data, net = cell.dataset.load(), cell.dataset.network()
     n = len(runs)
     budget, stop, record = cell.dataset.budget, cell.config.stopping, cell.config.record
+    targets = np.asarray(record.targets())
+    fixed_costs = np.asarray(FIXED_BUDGETS) * budget
     theta0 = initial_parameters(cell, runs)
     problem = Problem(data, net, n, cell.dataset.model.init, cell.dataset.model.init_scale)
     opt = build_optimizer(cell)
@@ -170,6 +196,9 @@ def _run_batch(cell: Cell, runs: list[int]) -> CellTables:
         wall=np.full(n, np.nan),
         plateau_cost=np.zeros(n),
         plateaus=np.zeros(n, dtype=np.int64),
+        hit_cost=np.full((n, len(targets)), np.nan),
+        hit_loss=np.full((n, len(targets)), np.nan),
+        fixed=np.full((n, len(fixed_costs)), np.inf),
         extras={},
     )
     live = _Running(
@@ -181,6 +210,8 @@ def _run_batch(cell: Cell, runs: list[int]) -> CellTables:
         plateau_start=np.full(n, np.nan),
         plateau_loss=np.full(n, np.nan),
         plateau_end=np.full(n, -np.inf),
+        next_target=np.zeros(n, dtype=np.int64),
+        next_budget=np.zeros(n, dtype=np.int64),
     )
     widths = np.array([stop.patience * budget, record.plateau_window * budget])
     drops = np.array([stop.min_delta, record.plateau_min_delta])
@@ -194,6 +225,7 @@ def _run_batch(cell: Cell, runs: list[int]) -> CellTables:
         cost = problem.cost[live.index].copy()  # a snapshot: the ledger moves on when runs step
         loss = state.loss
         best = np.fmin(live.best, loss)
+        live = _ladders(live, final, cost, best, -targets, fixed_costs)
         window = window_push(live.window, cost, best, widths)
         stalled, flat = window_stalled(window, best, drops).T
         diverged = ~np.isfinite(loss)
@@ -234,6 +266,9 @@ def _run_batch(cell: Cell, runs: list[int]) -> CellTables:
             final.cost_to_success[done] = np.where(solved[halt], cost[halt], np.nan)
             final.wall[done] = time.perf_counter() - start
             final.epochs[done], final.best[done] = live.epochs[halt], best[halt]
+            # A run that stops before a fixed budget share keeps its best loss up to it.
+            unpassed = np.arange(len(fixed_costs)) >= live.next_budget[halt][:, None]
+            final.fixed[done] = np.where(unpassed, best[halt][:, None], final.fixed[done])
             final.loss[done], final.theta[done] = loss[halt], state.theta[halt]
             for key, values in getattr(opt, "extra_columns", lambda _: {})(tree_take(state, stopped)).items():
                 final.extras.setdefault(key, np.zeros(n, dtype=np.asarray(values).dtype))[done] = values
@@ -252,9 +287,64 @@ def _run_batch(cell: Cell, runs: list[int]) -> CellTables:
         final.plateau_cost, np.searchsorted(run_ids, plateaus["run"]), plateaus["end_cost"] - plateaus["start_cost"]
     )
     runs_df, curves_df = _tables(cell, runs, problem, final, theta0, curve)
-    for position, (key, value) in enumerate(identity_columns(cell).items()):
-        plateaus.insert(position, key, value)
-    return CellTables(runs_df, curves_df, plateaus)
+    hits = _hits_table(run_ids, targets, final)
+    for table in (plateaus, hits):
+        for position, (key, value) in enumerate(identity_columns(cell).items()):
+            table.insert(position, key, value)
+    return CellTables(runs_df, curves_df, plateaus, hits)
+
+
+def _ladders(
+    live: _Running, final: _Final, cost: np.ndarray, best: np.ndarray, ladder: np.ndarray, fixed_costs: np.ndarray
+) -> _Running:
+    """Record the targets each run's best loss reaches now, and its best loss within each fixed
+    budget share it passes now (the best before this evaluation: every earlier one cost less).
+
+    Both are levels that a non-decreasing quantity passes in order (-best, ascending the negated
+    ladder; the cost, ascending the shares), so each run only compares with its next level, and a
+    run that passes several levels at once fills them all.
+    """
+    reached = np.append(ladder, np.inf)[live.next_target] <= -best
+    passed = np.append(fixed_costs, np.inf)[live.next_budget] < cost
+    if not (reached.any() or passed.any()):
+        return live
+    next_target, next_budget = live.next_target, live.next_budget
+    if reached.any():
+        rows = np.flatnonzero(reached)
+        upto = np.searchsorted(ladder, -best[rows], side="right")
+        cols = np.arange(len(ladder))
+        fill = (cols >= next_target[rows, None]) & (cols < upto[:, None])
+        at = live.index[rows]
+        final.hit_cost[at] = np.where(fill, cost[rows, None], final.hit_cost[at])
+        final.hit_loss[at] = np.where(fill, best[rows, None], final.hit_loss[at])
+        next_target = next_target.copy()
+        next_target[rows] = upto
+    if passed.any():
+        rows = np.flatnonzero(passed)
+        upto = np.searchsorted(fixed_costs, cost[rows], side="left")
+        cols = np.arange(len(fixed_costs))
+        fill = (cols >= next_budget[rows, None]) & (cols < upto[:, None])
+        at = live.index[rows]
+        final.fixed[at] = np.where(fill, live.best[rows, None], final.fixed[at])
+        next_budget = next_budget.copy()
+        next_budget[rows] = upto
+    return live._replace(next_target=next_target, next_budget=next_budget)
+
+
+def _hits_table(run_ids: np.ndarray, targets: np.ndarray, final: _Final) -> pd.DataFrame:
+    """One row per run per target (the ladder, then the success criterion): the cost at which
+    the run's best loss first reached it (NaN if never) and its best loss then."""
+    n, count = final.hit_cost.shape
+    solved = final.status == _SOLVED
+    return pd.DataFrame(
+        {
+            "run": np.repeat(run_ids, count + 1),
+            "target": np.tile([*map(target_label, targets), SUCCESS_TARGET], n),
+            "target_loss": np.tile([*targets, np.nan], n),
+            "cost": np.column_stack([final.hit_cost, final.cost_to_success]).reshape(-1),
+            "loss": np.column_stack([final.hit_loss, np.where(solved, final.best, np.nan)]).reshape(-1),
+        }
+    )
 
 
 def _plateau_episodes(
@@ -333,6 +423,7 @@ def _tables(
         "status": [STATUSES[s] for s in final.status],
         "final_loss": final.loss,
         "best_loss": final.best,
+        **{budget_column(share): final.fixed[:, j] for j, share in enumerate(FIXED_BUDGETS)},
         "train_accuracy": problem.accuracy(theta, "train"),
         "test_accuracy": problem.accuracy(theta, "test"),
         "cost": problem.cost.copy(),

@@ -1,7 +1,8 @@
 """Results on disk: a store of cells shared by every config, and one folder per config version.
 
     results/.cells/<content key>/<code version>/   one finished cell: runs.parquet, curves.parquet,
-                                                    plateaus.parquet (written whole, then renamed)
+                                                    plateaus.parquet, hits.parquet (written whole,
+                                                    then renamed)
     results/.cells/locks/                          who is computing which cell
     results/<experiment>/<config hash>/
         config.toml        the resolved config (runnable: it reproduces these results)
@@ -9,6 +10,7 @@
         runs.parquet       all cells' runs, one row per run
         curves.parquet     all cells' curve points
         plateaus.parquet   all cells' plateau episodes
+        hits.parquet       per run and target: the cost at which the run first reached it
         REPORT.md, figures/
     results/<experiment>/latest   the hash of the most recently finished config
 

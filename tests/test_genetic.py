@@ -242,7 +242,7 @@ def test_ga_solves_xor_with_the_runner():
         "optimizers": [{"name": "ga", **XOR_SETTINGS}],
     }
     (cell,) = from_dict(doc).cells()
-    runs, curves, _ = run_cell(cell)
+    runs, curves, *_ = run_cell(cell)
     assert (runs["status"] == "solved").sum() >= 7
     assert (runs["cost"] <= 40000).all()
     assert (runs["loss_evals"] == runs["evaluations"]).all() and (runs["grad_evals"] == 0).all()
@@ -265,8 +265,8 @@ def test_runner_results_do_not_depend_on_batch_size():
         "optimizers": [{"name": "ga", "population_size": 10}],
     }
     (cell,) = from_dict(doc).cells()
-    runs, curves, _ = run_cell(cell)
-    runs_b, curves_b, _ = run_cell(cell, batch=2)
+    runs, curves, *_ = run_cell(cell)
+    runs_b, curves_b, *_ = run_cell(cell, batch=2)
     drop = ["wall_time"]
     for column in runs.columns.drop(drop):
         assert runs[column].astype(str).tolist() == runs_b[column].astype(str).tolist(), column

@@ -39,7 +39,7 @@ def test_the_restart_trigger_defaults_are_the_readmes():
 
 def test_an_epoch_is_a_step_and_the_first_evaluation_is_not_one(tiny):
     assert "`grad_evals = epochs + 1`" in README
-    runs, curves, _ = run_cell(from_dict(tiny).cells()[0])
+    runs, curves, *_ = run_cell(from_dict(tiny).cells()[0])
     np.testing.assert_array_equal(runs["grad_evals"], runs["epochs"] + 1)
     assert (curves.groupby("run")["epoch"].min() == 0).all()
 
@@ -47,7 +47,7 @@ def test_an_epoch_is_a_step_and_the_first_evaluation_is_not_one(tiny):
 def test_curves_are_log_spaced_by_default(tiny):
     tiny["optimizers"] = [{"name": "gd", "learning_rate": 0.01}]  # never solves: runs to the budget
     tiny.pop("record")
-    _, curves, _ = run_cell(from_dict(tiny).cells()[0])
+    _, curves, *_ = run_cell(from_dict(tiny).cells()[0])
     budget = tiny["experiment"]["budget"]
     one = curves[curves["run"] == 0]["cost"].to_numpy()
     # A point at the first evaluation (cost 3) and at the first evaluation at or past each of 50
@@ -72,10 +72,10 @@ def test_the_runs_table_has_the_documented_columns(tiny):
         {"name": "ga", "population_size": 6},
     ]
     base = documented_columns("`runs.parquet` has one row per run")
-    assert len(base) == 26
+    assert len(base) == 28
     extras = {"gd": [], "restarts": ["restarts", "restart_cost"], "ga": ["generations", "evaluations"]}
     for cell in from_dict(tiny).cells():
-        runs, curves, _ = run_cell(cell)
+        runs, curves, *_ = run_cell(cell)
         assert list(runs.columns[: len(base)]) == base
         rest = list(runs.columns[len(base) :])
         assert rest == extras[cell.optimizer.name] + list(hyperparameter_columns(cell))

@@ -58,7 +58,7 @@ def test_restart_budget_and_accounting(bare_and_restarted):
 
 def test_restarts_report_their_best_point():
     doc = xor_doc({"name": "restarts", "base": "gd", "base_settings": {"learning_rate": 0.5}, "patience": 60})
-    runs, curves, _ = run_cell(from_dict(doc).cells()[0])
+    runs, curves, *_ = run_cell(from_dict(doc).cells()[0])
     for _, points in curves.groupby("run"):
         assert points["loss"].is_monotonic_decreasing  # the incumbent never gets worse
     net, data = MLP([2, 2, 1]), datasets.load("xor")
@@ -66,7 +66,7 @@ def test_restarts_report_their_best_point():
 
 
 def test_random_search_improves_on_its_first_sample_within_budget():
-    runs, curves, _ = run_cell(from_dict(xor_doc({"name": "random_search", "samples_per_step": 7})).cells()[0])
+    runs, curves, *_ = run_cell(from_dict(xor_doc({"name": "random_search", "samples_per_step": 7})).cells()[0])
     first = curves[curves["epoch"] == 0].set_index("run")["loss"]
     assert (runs.set_index("run")["best_loss"] < first).all()
     assert (runs["cost"] <= BUDGET).all() and (runs["cost"] > BUDGET - 7).all()
@@ -127,7 +127,7 @@ def test_restart_weights_are_shared_across_base_optimizers(monkeypatch):
 def test_an_attempt_that_diverges_is_restarted():
     doc = xor_doc({"name": "restarts", "base": "gd", "base_settings": {"learning_rate": 1e6}, "patience": 1e9})
     doc["datasets"] = [{"name": "diabetes", "model": {"hidden": [3], "activation": "identity", "reduction": "mean"}}]
-    runs, _, _ = run_cell(from_dict(doc).cells()[0])
+    runs, _, *_ = run_cell(from_dict(doc).cells()[0])
     # A window of 1e9 cost units never stalls: every restart was a divergence.
     assert (runs["restarts"] > 0).all()
     assert np.isfinite(runs["final_loss"]).all() and (runs["status"] != "diverged").all()

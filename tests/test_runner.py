@@ -24,18 +24,19 @@ def test_results_do_not_depend_on_batch_size(tiny):
         {"name": "random_search", "samples_per_step": 3},
     ]
     for cell in cells_of(tiny):
-        runs, curves, plateaus = run_cell(cell)
+        runs, curves, plateaus, hits = run_cell(cell)
         for batch in (1, 3):
-            runs_b, curves_b, plateaus_b = run_cell(cell, batch=batch)
+            runs_b, curves_b, plateaus_b, hits_b = run_cell(cell, batch=batch)
             pd.testing.assert_frame_equal(runs.drop(columns=VOLATILE), runs_b.drop(columns=VOLATILE))
             pd.testing.assert_frame_equal(curves, curves_b)
             pd.testing.assert_frame_equal(plateaus, plateaus_b)
+            pd.testing.assert_frame_equal(hits, hits_b)
 
 
 def test_every_optimizer_starts_run_i_from_the_same_weights(tiny):
     gd_cell, rprop_cell = cells_of(tiny)
-    gd_runs, _, _ = run_cell(gd_cell)
-    rprop_runs, _, _ = run_cell(rprop_cell)
+    gd_runs, _, *_ = run_cell(gd_cell)
+    rprop_runs, _, *_ = run_cell(rprop_cell)
     for a, b in zip(gd_runs["theta_initial"], rprop_runs["theta_initial"]):
         np.testing.assert_array_equal(a, b)
     starts = np.stack(gd_runs["theta_initial"])
@@ -46,7 +47,7 @@ def test_every_optimizer_starts_run_i_from_the_same_weights(tiny):
 def test_solved_runs_stop_at_success_and_the_budget_is_respected(tiny):
     tiny["experiment"]["runs"] = 20
     for cell in cells_of(tiny):
-        runs, curves, _ = run_cell(cell)
+        runs, curves, *_ = run_cell(cell)
         assert (runs["cost"] <= cell.dataset.budget).all()
         solved = runs[runs["status"] == "solved"]
         assert len(solved) > 0
@@ -66,7 +67,7 @@ def test_final_row_matches_the_network_at_theta_final(tiny):
     from bench.mlp import MLP
 
     cell = cells_of(tiny)[0]
-    runs, _, _ = run_cell(cell)
+    runs, _, *_ = run_cell(cell)
     data, net = datasets.load("xor"), MLP([2, 2, 1])
     theta = np.stack(runs["theta_final"])
     loss, grad = net.loss_and_grad(theta, data.X_train, data.Y_train)
@@ -80,7 +81,7 @@ def test_final_row_matches_the_network_at_theta_final(tiny):
 def test_curves_have_spaced_checkpoints_and_end_at_the_stop(tiny, spacing):
     tiny["record"]["spacing"] = spacing
     cell = cells_of(tiny)[0]
-    runs, curves, _ = run_cell(cell)
+    runs, curves, *_ = run_cell(cell)
     for run, points in curves.groupby("run"):
         row = runs[runs["run"] == run].iloc[0]
         assert points["cost"].iloc[0] == 3 and points["epoch"].iloc[0] == 0
@@ -109,7 +110,7 @@ def test_stuck_and_unfinished_follow_the_definition_on_every_recorded_curve(tiny
     tiny["experiment"].update(runs=20, budget=budget)
     tiny["record"] = {"checkpoints": budget, "spacing": "linear"}
     tiny["optimizers"] = [{"name": "gd", "learning_rate": 1.0}]
-    runs, curves, _ = run_cell(cells_of(tiny)[0])
+    runs, curves, *_ = run_cell(cells_of(tiny)[0])
     window = 0.25 * budget
     for _, row in runs[runs["status"] != "solved"].iterrows():
         points = curves[curves["run"] == row["run"]]
@@ -126,7 +127,7 @@ def test_stagnation_switch_stops_stuck_runs_early(tiny):
     tiny["optimizers"] = [{"name": "gd", "learning_rate": 1e-9}]
     tiny["experiment"]["budget"] = 600
     tiny["stopping"] = {"stagnation": True, "patience": 0.25}
-    runs, _, _ = run_cell(cells_of(tiny)[0])
+    runs, _, *_ = run_cell(cells_of(tiny)[0])
     assert (runs["status"] == "stuck").all()
     # The first evaluation is the last real improvement (cost 3): stopped once 150 units passed.
     assert (runs["cost"] == 153).all()
@@ -135,6 +136,45 @@ def test_stagnation_switch_stops_stuck_runs_early(tiny):
 @pytest.mark.parametrize("variant", ["rprop+", "irprop+"])
 def test_rprop_variants_run_through_the_shared_loop(tiny, variant):
     tiny["optimizers"] = [{"name": "rprop", "variant": variant}]
-    runs, _, _ = run_cell(cells_of(tiny)[0])
+    runs, _, *_ = run_cell(cells_of(tiny)[0])
     assert set(runs["status"]) <= {"solved", "stuck", "unfinished"}
     assert (runs["status"] == "solved").any()
+
+
+def test_hits_and_fixed_budgets_match_a_curve_recorded_at_every_step(tiny):
+    """The exact hitting costs and fixed-budget losses, against the same runs' curves recorded at
+    every evaluation (a checkpoint per cost unit): the first cost whose best loss is at or below
+    each target, and the best loss of the last evaluation within each budget share."""
+    budget = tiny["experiment"]["budget"]
+    tiny["record"] = {"checkpoints": budget, "spacing": "linear", "target_high": 1.0, "target_low": 1e-3}
+    tiny["record"]["targets_per_decade"] = 10
+    tiny["optimizers"] += [
+        {"name": "ga", "population_size": 10},
+        {"name": "restarts", "base": "rprop", "patience": 60},
+        {"name": "momentum", "learning_rate": 0.5},
+    ]
+    reached_some = 0
+    for cell in cells_of(tiny):
+        runs, curves, _, hits = run_cell(cell)
+        targets = np.geomspace(1.0, 1e-3, 31)
+        ladder = hits[hits["target"] != "success"]
+        assert len(hits) == len(runs) * 32 and list(pd.unique(ladder["target"]))[:3] == ["1", "0.79", "0.63"]
+        np.testing.assert_allclose(ladder["target_loss"].to_numpy().reshape(len(runs), 31)[0], targets, rtol=1e-12)
+        for run, curve in curves.groupby("run"):
+            mine = ladder[ladder["run"] == run]
+            for target, cost, loss in zip(targets, mine["cost"], mine["loss"]):
+                below = curve[curve["best_loss"] <= target]
+                if below.empty:
+                    assert np.isnan(cost) and np.isnan(loss)
+                else:
+                    assert cost == below["cost"].iloc[0] and loss == below["best_loss"].iloc[0]
+                    reached_some += 1
+            row = runs[runs["run"] == run].iloc[0]
+            success = hits[(hits["run"] == run) & (hits["target"] == "success")].iloc[0]
+            assert success["cost"] == row["cost_to_success"] or (
+                np.isnan(success["cost"]) and row["status"] != "solved"
+            )
+            for share, column in ((0.1, "best_loss_10pct"), (0.3, "best_loss_30pct")):
+                within = curve[curve["cost"] <= share * budget]["best_loss"]
+                assert row[column] == (within.min() if len(within) else np.inf), (cell.optimizer.label, run, share)
+    assert reached_some > 100

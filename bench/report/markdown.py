@@ -17,6 +17,7 @@ from bench.analysis.endpoints import CLASSES, class_meanings
 from bench.analysis.plateaus import plateau_summary
 from bench.config import Analysis, Stopping
 from bench.report import analysis_plots, plots
+from bench.report.html import write_html
 from bench.runner import status_meanings
 from bench.store import atomic_path
 
@@ -186,6 +187,7 @@ def write_report(
     report = out_dir / "REPORT.md"
     with atomic_path(report) as temporary:
         temporary.write_text("\n".join(lines), encoding="utf-8")
+    write_html(report)
     return report
 
 
