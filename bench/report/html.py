@@ -48,9 +48,9 @@ th, td { border: 1px solid #ddd; padding: .3em .6em; vertical-align: top; }
 thead th { background: #f3f5f8; text-align: left; cursor: pointer; user-select: none; }
 td.short { white-space: nowrap; }
 thead th:hover { background: #e6ebf2; }
-thead th::after { content: " \\2195"; color: #aaa; font-size: .8em; }
-thead th[aria-sort="ascending"]::after { content: " \\25B2"; color: #333; }
-thead th[aria-sort="descending"]::after { content: " \\25BC"; color: #333; }
+thead th::after { content: "\\a0\\2195"; color: #aaa; font-size: .8em; }
+thead th[aria-sort="ascending"]::after { content: "\\a0\\25B2"; color: #333; }
+thead th[aria-sort="descending"]::after { content: "\\a0\\25BC"; color: #333; }
 tbody tr:nth-child(even) { background: #fafafa; }
 figure { margin: 1.5em 0 .3em; }
 img { max-width: 100%; height: auto; }

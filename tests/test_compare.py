@@ -1,0 +1,218 @@
+"""Comparison statistics on constructed data with answers known by hand, and against plain loops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import ks_2samp
+
+from bench import seeding
+from bench.analysis.compare import (
+    art_bootstrap,
+    art_table,
+    average_runtime,
+    ecdf_table,
+    fixed_budget_table,
+    holm,
+    informative_targets,
+    pairwise_tests,
+    performance_profile,
+    profile_curve,
+    profile_scores,
+    ranking,
+    simulated_restarts,
+    vargha_delaney,
+)
+
+
+def restart_by_hand(hit, total, rng):
+    """One simulated run, literally: draw runs until one reached the target."""
+    spent = 0.0
+    while True:
+        j = rng.integers(len(hit))
+        if np.isnan(hit[j]):
+            spent += total[j]
+        else:
+            return spent + hit[j]
+
+
+HIT = np.array([10.0, np.nan, 30.0, np.nan, 25.0])
+TOTAL = np.array([10.0, 100.0, 30.0, 80.0, 25.0])
+
+
+def test_average_runtime_by_hand():
+    assert average_runtime(HIT, TOTAL) == (10 + 100 + 30 + 80 + 25) / 3
+    assert average_runtime([np.nan, np.nan], [5, 6]) == np.inf
+    assert average_runtime([4.0, 6.0], [4.0, 6.0]) == 5.0
+
+
+def test_simulated_restarts_match_the_literal_procedure():
+    mine = simulated_restarts(HIT, TOTAL, np.random.default_rng(1), 4000)
+    rng = np.random.default_rng(2)
+    literal = np.array([restart_by_hand(HIT, TOTAL, rng) for _ in range(4000)])
+    assert ks_2samp(mine, literal).pvalue > 1e-3
+    # The mean of simulated restarts is aRT: within 4 standard errors.
+    assert abs(mine.mean() - average_runtime(HIT, TOTAL)) < 4 * mine.std() / np.sqrt(len(mine))
+    assert set(simulated_restarts([7.0, 9.0], [7.0, 9.0], np.random.default_rng(0), 50)) <= {7.0, 9.0}
+    assert np.isinf(simulated_restarts([np.nan], [5.0], np.random.default_rng(0), 3)).all()
+
+
+def test_the_art_bootstrap_is_the_mean_of_n_literal_restarts():
+    n = len(HIT)
+    boot = art_bootstrap(HIT, TOTAL, np.random.default_rng(3), 4000)
+    rng = np.random.default_rng(4)
+    literal = np.array([np.mean([restart_by_hand(HIT, TOTAL, rng) for _ in range(n)]) for _ in range(4000)])
+    assert ks_2samp(boot, literal).pvalue > 1e-3
+    assert abs(boot.mean() - average_runtime(HIT, TOTAL)) < 4 * boot.std() / np.sqrt(len(boot))
+    np.testing.assert_array_equal(art_bootstrap([3.0, 3.0], [3.0, 3.0], np.random.default_rng(0), 5), 3.0)
+
+
+def test_vargha_delaney_and_holm_by_hand():
+    # pairs (1,2) (1,3) (2,2) (2,3): three lower, one tie
+    assert vargha_delaney([1, 2], [2, 3]) == 3.5 / 4
+    assert vargha_delaney([1, np.inf], [np.inf, np.inf]) == (2 * 1 + 2 * 0.5) / 4
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    np.testing.assert_allclose(holm([0.5, 0.9]), [1.0, 1.0])
+
+
+def runs_table(values: dict[str, list[float]], dataset="d", column="cost_to_success") -> pd.DataFrame:
+    rows = []
+    for optimizer, vals in values.items():
+        for run, v in enumerate(vals):
+            rows.append({"dataset": dataset, "optimizer": optimizer, "run": run, column: v, "final_loss": v})
+    return pd.DataFrame(rows)
+
+
+def test_mann_whitney_holm_and_ranking_on_separated_groups():
+    a = list(np.arange(1.0, 21.0))
+    b = list(np.arange(100.0, 120.0))
+    c = [v + 0.5 for v in b]
+    never = [np.nan] * 20
+    runs = runs_table({"A": a, "B": b, "C": c, "N": never})
+    tests = pairwise_tests(runs)
+    cost = tests[tests["metric"] == "cost to success"].set_index(["a", "b"])
+    assert cost.loc[("A", "B"), "U"] == 0 and cost.loc[("A", "B"), "A"] == 1.0  # every A run is lower
+    assert cost.loc[("A", "B"), "significant"] and not cost.loc[("B", "C"), "significant"]
+    assert cost.loc[("B", "N"), "A"] == 1.0 and cost.loc[("B", "N"), "significant"]  # a failure is worse
+    # Holm over the 6 pairs: the smallest p times 6, never below the raw p.
+    assert (cost["p_holm"] >= cost["p"]).all() and np.isclose(cost["p_holm"].min(), 6 * cost["p"].min())
+    ranks = ranking(runs, tests).set_index("optimizer")["rank"]
+    assert ranks.to_dict() == {"A": 1, "B": 2, "C": 2, "N": 4}
+
+
+def test_mann_whitney_matches_the_exact_small_sample_value():
+    runs = runs_table({"x": [1.0, 2.0, 3.0], "y": [4.0, 5.0, 6.0]})
+    row = pairwise_tests(runs).iloc[0]
+    # U = 0; exact two-sided p = 2 / C(6, 3) = 0.1
+    assert row["U"] == 0 and np.isclose(row["p"], 0.1) and row["A"] == 1.0
+    tied = pairwise_tests(runs_table({"x": [np.nan] * 3, "y": [np.nan] * 3}))
+    assert (tied["p"] == 1.0).all() and (tied["A"] == 0.5).all()
+
+
+def art_rows(values: dict[tuple[str, str], float]) -> pd.DataFrame:
+    return pd.DataFrame([{"dataset": d, "optimizer": o, "target": "success", "art": v} for (d, o), v in values.items()])
+
+
+def test_performance_profile_and_score_by_hand():
+    inf = np.inf
+    art = art_rows(
+        {
+            ("d1", "A"): 100.0,
+            ("d1", "B"): 200.0,
+            ("d2", "A"): 200.0,
+            ("d2", "B"): 100.0,
+            ("d3", "A"): inf,  # nobody solved d3: left out
+            ("d3", "B"): inf,
+            ("d4", "A"): 100.0,
+            ("d4", "B"): inf,
+        }
+    )
+    ratios = performance_profile(art)
+    assert set(ratios["dataset"]) == {"d1", "d2", "d4"}
+    assert ratios.set_index(["dataset", "optimizer"])["ratio"].to_dict() == {
+        ("d1", "A"): 1.0,
+        ("d1", "B"): 2.0,
+        ("d2", "A"): 2.0,
+        ("d2", "B"): 1.0,
+        ("d4", "A"): 1.0,
+        ("d4", "B"): inf,
+    }
+    curve = profile_curve(ratios, [1.0, 1.5, 2.0, 10.0]).set_index(["optimizer", "tau"])["rho"]
+    assert curve[("A", 1.5)] == pytest.approx(2 / 3) and curve[("B", 1.5)] == pytest.approx(1 / 3)
+    assert curve[("B", 10.0)] == pytest.approx(2 / 3)
+    scores = profile_scores(ratios).set_index("optimizer")
+    assert scores.loc["A", "score"] == pytest.approx((1 + 2 / 3 + 1) / 3)
+    assert scores.loc["B", "score"] == pytest.approx((2 / 3 + 1 + 0) / 3)
+    # The score is the area under rho from 1 to 4 over 3: integrate the step function numerically.
+    taus = np.linspace(1, 4, 300001)
+    fine = profile_curve(ratios, taus)
+    for optimizer, group in fine.groupby("optimizer"):
+        assert np.trapezoid(group["rho"], taus) / 3 == pytest.approx(scores.loc[optimizer, "score"], abs=1e-4)
+    assert list(scores.index) == ["A", "B"] and scores.loc["A", "best_on"] == 2
+
+
+def hits_and_runs():
+    """One dataset, one optimizer, two runs; a ladder target both reach (at 10 and 20), success
+    reached by run 0 only (at 10; run 1 spends 100); one target nobody reaches; one everybody
+    reaches at the first evaluation."""
+    ident = {"dataset": "d", "optimizer": "o", "cell": "c", "budget": 100}
+    hits = pd.DataFrame(
+        [
+            {**ident, "run": 0, "target": "1", "target_loss": 1.0, "cost": 1.0},
+            {**ident, "run": 0, "target": "0.5", "target_loss": 0.5, "cost": 10.0},
+            {**ident, "run": 0, "target": "0.1", "target_loss": 0.1, "cost": np.nan},
+            {**ident, "run": 0, "target": "success", "target_loss": np.nan, "cost": 10.0},
+            {**ident, "run": 1, "target": "1", "target_loss": 1.0, "cost": 1.0},
+            {**ident, "run": 1, "target": "0.5", "target_loss": 0.5, "cost": 20.0},
+            {**ident, "run": 1, "target": "0.1", "target_loss": 0.1, "cost": np.nan},
+            {**ident, "run": 1, "target": "success", "target_loss": np.nan, "cost": np.nan},
+        ]
+    )
+    runs = pd.DataFrame([{**ident, "run": 0, "cost": 10.0}, {**ident, "run": 1, "cost": 100.0}])
+    curves = pd.DataFrame([{**ident, "run": r, "cost": 1.0} for r in (0, 1)])
+    return runs, hits, curves
+
+
+def test_art_table_by_hand_and_reproducible():
+    runs, hits, _ = hits_and_runs()
+    table = art_table(runs, hits, seed=5, replicates=2000).set_index("target")
+    assert table.loc["0.5", "art"] == 15.0 and table.loc["success", "art"] == 110.0
+    assert table.loc["0.1", "art"] == np.inf and table.loc["0.1", "reached"] == 0
+    assert table.loc["success", "art_low"] <= 110 <= table.loc["success", "art_high"]
+    pd.testing.assert_frame_equal(
+        art_table(runs, hits, seed=5, replicates=2000), art_table(runs, hits, seed=5, replicates=2000)
+    )
+    # The interval is the bootstrap of the stream named by the seed, dataset, optimizer and target.
+    boot = art_bootstrap([10.0, np.nan], [10.0, 100.0], seeding.generator(5, "art", "d", "o", "success"), 2000)
+    assert table.loc["success", "art_high"] == np.quantile(boot, 0.975, method="inverted_cdf")
+
+
+def test_ecdf_by_hand():
+    runs, hits, curves = hits_and_runs()
+    assert informative_targets(curves, hits) == {"d": ["0.5", "success"]}
+    table = ecdf_table(runs, hits, curves, samples=4000)
+    mine = table[table["dataset"] == "d"]
+    at = lambda cost: mine[mine["cost"] <= cost]["share"].iloc[-1]  # noqa: E731
+    assert at(9.9) == 0
+    # target 0.5: half the draws cost 10, half 20; success: 10 with probability 1/2, else >= 110
+    assert at(15) == pytest.approx(0.5, abs=0.03)
+    assert at(50) == pytest.approx(0.75, abs=0.03)
+    assert mine["share"].is_monotonic_increasing and mine["share"].max() <= 1
+    together = table[table["dataset"] == "all"]
+    np.testing.assert_allclose(together["share"].to_numpy(), mine["share"].to_numpy())
+
+
+def test_fixed_budget_table_is_the_runs_columns():
+    runs = pd.DataFrame(
+        {"dataset": "d", "optimizer": "o", "run": [0, 1], "best_loss_10pct": [3.0, 4.0], "best_loss_30pct": [2.0, 4.0]}
+    ).assign(best_loss=[1.0, 4.0])
+    table = fixed_budget_table(runs)
+    assert table.set_index(["share", "run"])["best_loss"].to_dict() == {
+        (0.1, 0): 3.0,
+        (0.1, 1): 4.0,
+        (0.3, 0): 2.0,
+        (0.3, 1): 4.0,
+        (1.0, 0): 1.0,
+        (1.0, 1): 4.0,
+    }
