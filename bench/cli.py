@@ -94,6 +94,20 @@ def _parser() -> argparse.ArgumentParser:
     gc = sub.add_parser("gc", help="remove stored cells that no results folder uses any more")
     gc.add_argument("--out", default="results", help="results root folder (default: results)")
     gc.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+
+    export = sub.add_parser(
+        "export", help="write a results folder in IOHprofiler's format (for IOHanalyzer) or as CSV files"
+    )
+    export.add_argument("results", help="results/<experiment> or results/<experiment>/<hash>")
+    export.add_argument(
+        "--format",
+        required=True,
+        metavar="ioh|csv",
+        help="ioh: IOHprofiler's JSON and .dat files, one folder per optimizer; csv: the tables as CSV files",
+    )
+    export.add_argument(
+        "--out", default=None, metavar="FOLDER", help="a new folder (default: export-<format> in the results folder)"
+    )
     return parser
 
 
@@ -150,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_analyze(args)
         if args.command == "gc":
             return cmd_gc(args)
+        if args.command == "export":
+            return cmd_export(args)
         from bench import perf
 
         return perf.main(quick=args.quick)
@@ -269,6 +285,31 @@ def cmd_gc(args: argparse.Namespace) -> int:
         print(f"{'would remove' if args.dry_run else 'removed'} {folder}")
     verb = "would free" if args.dry_run else "freed"
     print(f"{len(removed)} cells no results folder uses; {verb} {size / 2**20:,.1f} MiB")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from bench import api, export
+    from bench.registry import did_you_mean
+
+    if args.format not in export.FORMATS:
+        print(
+            f"error: unknown export format {args.format!r}{did_you_mean(args.format, export.FORMATS)}; give "
+            "--format ioh (IOHprofiler's format, for IOHanalyzer) or --format csv",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    res = api.load(args.results)
+    try:
+        out = export.export(res, args.format, args.out)
+    except FileExistsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        where = exc.filename or args.out or "the export folder"
+        print(f"error: cannot write {where}: {exc.strerror or exc}; nothing was written", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    print(f"exported {res.path} ({args.format}): {out}")
     return 0
 
 
