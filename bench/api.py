@@ -428,7 +428,20 @@ class Results:
             tables={k: v for k, v in tables.items() if not v.empty},
             analysis=analysis,
             setup=self.setup(),
+            hits=self.hits,
+            criteria=self.criteria(),
+            seed=self.config.seed,
         )
+
+    def criteria(self) -> dict[str, tuple]:
+        """Per dataset label: its success criterion as (kind, split, target, patterns), patterns
+        being what divides the stored training loss into a loss per pattern (the training set's
+        size when the loss is summed, else 1)."""
+        out = {}
+        for d in self.config.datasets:
+            patterns = len(d.load().X_train) if d.model.reduction == "sum" else 1
+            out[d.label] = (d.success.kind, d.success.split, d.success.target, patterns)
+        return out
 
     def setup(self) -> pd.DataFrame:
         """Per dataset: the data, the model, the budget per run and the success criterion."""

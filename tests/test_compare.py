@@ -216,3 +216,54 @@ def test_fixed_budget_table_is_the_runs_columns():
         (1.0, 0): 1.0,
         (1.0, 1): 4.0,
     }
+
+
+def test_the_report_states_the_comparison_from_the_stored_tables(tiny, tmp_path):
+    import bench
+    from bench.report.compare_plots import success_metric_table
+    from bench.report.markdown import art_wide
+
+    tiny["experiment"]["runs"] = 8
+    tiny["optimizers"].append({"name": "random_search"})
+    res = bench.run(tiny, out=tmp_path, executor="serial", analysis=False, progress=False)
+    text = (res.path / "REPORT.md").read_text()
+    runs = res.runs
+    assert "## Comparison" in text and "Ranking per dataset" in text
+    art = pd.read_csv(res.path / "tables" / "art.csv", keep_default_na=False, na_values=[""])
+    pd.testing.assert_frame_equal(art, art_table(runs, res.hits, seed=tiny["experiment"]["seed"]), check_dtype=False)
+    # aRT to success by hand from the runs table: failed runs count their whole cost.
+    for optimizer, group in runs.groupby("optimizer"):
+        solved = group["status"] == "solved"
+        spent = group["cost_to_success"].where(solved, group["cost"]).sum()
+        row = art[(art["optimizer"] == optimizer) & (art["target"] == "success")].iloc[0]
+        assert row["art"] == (spent / solved.sum() if solved.any() else np.inf)
+    wide = art_wide(art)["xor"].set_index("optimizer")
+    assert wide.loc["random_search", "aRT to success"] == np.inf and wide.loc["random_search", "solved"] == "0/8"
+    for name in ("ecdf", "fixed_budget", "profile", "runs", "success_metric"):
+        assert (res.path / "figures" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The 40-20-40 rule's metric is the share of runs solved within each cost.
+    metric = success_metric_table(res.curves, runs, res.criteria())
+    gd = metric[metric["optimizer"] == runs["optimizer"].iloc[0]]
+    first = runs[runs["optimizer"] == runs["optimizer"].iloc[0]]
+    for cost, share in zip(gd["cost"], gd["median"]):
+        assert share == (first["cost_to_success"] <= cost).sum() / len(first)
+    assert (metric["metric"] == "share of runs solved").all() and (metric["target"] == 1.0).all()
+
+
+def test_the_success_metric_of_an_accuracy_criterion_is_its_median_curve():
+    from bench.report.compare_plots import success_metric_table
+
+    ident = {"dataset": "d", "optimizer": "o"}
+    curves = pd.DataFrame(
+        [
+            {**ident, "run": r, "cost": c, "test_accuracy": a, "loss": 1.0}
+            for r, pts in enumerate([[(1, 0.5), (10, 0.9)], [(1, 0.7), (10, 0.8)], [(1, 0.6), (5, 1.0)]])
+            for c, a in pts
+        ]
+    )
+    runs = pd.DataFrame([{**ident, "run": r, "cost_to_success": np.nan} for r in range(3)])
+    table = success_metric_table(curves, runs, {"d": ("accuracy", "test", 0.95, 1)}, n_points=4)
+    assert list(table["cost"]) == pytest.approx([1, 10 ** (1 / 3), 10 ** (2 / 3), 10])
+    # at cost 1: 0.5, 0.7, 0.6 -> 0.6; at 10^(2/3) ~ 4.6: still 0.6; at 10: 0.9, 0.8, 1.0 -> 0.9
+    assert list(table["median"]) == pytest.approx([0.6, 0.6, 0.6, 0.9])
+    assert (table["metric"] == "test accuracy").all() and (table["target"] == 0.95).all()

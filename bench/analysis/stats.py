@@ -121,11 +121,11 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _carried_forward(group: pd.DataFrame, grid: np.ndarray) -> np.ndarray:
-    """Best loss of each run at each grid cost, shape (n_runs, n_grid); NaN where missing."""
+def _carried_forward(group: pd.DataFrame, grid: np.ndarray, column: str = "best_loss") -> np.ndarray:
+    """``column`` (best loss) of each run at each grid cost, shape (n_runs, n_grid); NaN where missing."""
     run_codes, _ = pd.factorize(group["run"])
     cost = group["cost"].to_numpy(float)
-    best = group["best_loss"].to_numpy(float)
+    best = group[column].to_numpy(float)
     order = np.lexsort((cost, run_codes))
     run_codes, cost, best = run_codes[order], cost[order], best[order]
     starts = np.searchsorted(run_codes, np.arange(run_codes.max() + 1))
@@ -140,7 +140,7 @@ def _carried_forward(group: pd.DataFrame, grid: np.ndarray) -> np.ndarray:
     return values
 
 
-def convergence_table(curves: pd.DataFrame, n_points: int = 60) -> pd.DataFrame:
+def convergence_table(curves: pd.DataFrame, n_points: int = 60, column: str = "best_loss") -> pd.DataFrame:
     """Median and interquartile range of best-so-far loss on a common log-spaced cost grid.
 
     Parameters
@@ -149,6 +149,8 @@ def convergence_table(curves: pd.DataFrame, n_points: int = 60) -> pd.DataFrame:
         One row per run per checkpoint with ``dataset, optimizer, run, cost, best_loss``.
     n_points : int
         Grid points per dataset, log-spaced from its smallest positive cost to its largest cost.
+    column : str
+        The curve column summarised (default the best loss so far; e.g. ``test_accuracy``).
 
     Returns
     -------
@@ -165,7 +167,7 @@ def convergence_table(curves: pd.DataFrame, n_points: int = 60) -> pd.DataFrame:
             continue
         grid = np.geomspace(positive.min(), positive.max(), n_points)
         for optimizer, group in frame.groupby("optimizer", sort=False):
-            values = _carried_forward(group, grid)
+            values = _carried_forward(group, grid, column)
             # pandas' quantile skips NaN silently, where np.nanquantile warns on empty columns.
             q25, median, q75 = pd.DataFrame(values).quantile([0.25, 0.5, 0.75]).to_numpy()
             n_runs = np.isfinite(values).sum(axis=0)

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from bench.analysis import markdown_table, summary, summary_for_display
+from bench.analysis import compare, markdown_table, summary, summary_for_display
 from bench.analysis.endpoints import CLASSES, class_meanings
 from bench.analysis.plateaus import plateau_summary
 from bench.config import Analysis, Stopping
-from bench.report import analysis_plots, plots
+from bench.report import analysis_plots, compare_plots, plots
 from bench.report.html import write_html
 from bench.runner import status_meanings
 from bench.store import atomic_path
@@ -32,6 +33,15 @@ FIGURES: list[tuple[str, str, str, Callable[..., Path], str]] = [
         "curves",
     ),
     (
+        "success_metric.png",
+        "Success metric",
+        "What each dataset's success criterion is judged on (test accuracy, loss per pattern, or for the 40-20-40 "
+        "rule the share of runs solved) against cost; the dashed line is the target. Training loss can mislead "
+        "where the criterion is on a test split: read this one for who succeeds.",
+        compare_plots.figure_success_metric,
+        "success_metric",
+    ),
+    (
         "final_loss.png",
         "Final loss",
         "One point per run; boxes span the quartiles, whiskers the full range. Non-finite losses are counted in the panel title.",
@@ -44,6 +54,41 @@ FIGURES: list[tuple[str, str, str, Callable[..., Path], str]] = [
         "Fraction of runs solved, with Wilson 95% intervals; the count right of each row is solved/runs.",
         plots.figure_success,
         "runs",
+    ),
+    (
+        "runs.png",
+        "Single runs",
+        "The first runs of every optimizer one by one, coloured by status: a panel with two bundles of lines "
+        "is bimodal (some runs stuck, some not), which a median curve averages away.",
+        compare_plots.figure_spaghetti,
+        "spaghetti",
+    ),
+    (
+        "ecdf.png",
+        "Runtime ECDF",
+        "COCO's fixed-target view: the share of (target, run) pairs whose best loss reached the target within a "
+        "cost, over the targets that tell optimizers apart; higher and further left is better, and the curve "
+        "beyond the budget (dotted) is what restarting failed runs would give.",
+        compare_plots.figure_ecdf,
+        "ecdf",
+    ),
+    (
+        "fixed_budget.png",
+        "Fixed budget",
+        "The fixed-budget view: how low each optimizer's best loss is after 10 %, 30 % and all of the budget "
+        "(marker: median; line: middle half of the runs); markers moving left show progress, one on top of "
+        "another shows none.",
+        compare_plots.figure_fixed_budget,
+        "fixed_budget",
+    ),
+    (
+        "profile.png",
+        "Performance profile",
+        "For each optimizer, the share of datasets where its aRT to success is within tau times the best "
+        "optimizer's (Dolan & More); the curve that is highest at tau = 1 is most often best, the one that "
+        "reaches 1 first never far behind. The score is the area up to tau = 4 (AlgoPerf), 1 at most.",
+        compare_plots.figure_profiles,
+        "profile",
     ),
     (
         "endpoints.png",
@@ -119,6 +164,9 @@ def write_report(
     tables: dict[str, pd.DataFrame] | None = None,
     analysis: dict | None = None,
     setup: pd.DataFrame | None = None,
+    hits: pd.DataFrame | None = None,
+    criteria: dict | None = None,
+    seed: int = 0,
 ) -> Path:
     """Write ``out_dir/REPORT.md`` and its figures under ``out_dir/figures/``.
 
@@ -145,6 +193,14 @@ def write_report(
         ``analysis.json``: the ``[analysis]`` settings and what the analysis cost.
     setup : DataFrame, optional
         One row per dataset: its data, model, budget and success criterion, shown as given.
+    hits : DataFrame, optional
+        The runner's target hits; with them the report has the comparison statistics (aRT,
+        ECDFs, profiles, tests, ranking), each table also written to ``tables/<name>.csv``.
+    criteria : dict, optional
+        Dataset label -> (kind, split, target, patterns) of its success criterion (see
+        :func:`bench.report.compare_plots.success_metric_table`), for the success-metric figure.
+    seed : int
+        Seed of the bootstraps (the experiment's seed: the same results give the same report).
 
     Returns
     -------
@@ -157,6 +213,15 @@ def write_report(
     # One palette for all figures, so an optimizer keeps its colour from figure to figure.
     palette = plots.optimizer_palette([*runs["optimizer"], *curves["optimizer"]])
     sources = {**(tables or {}), "runs": runs, "curves": curves}
+    comparison = {}
+    if hits is not None and not hits.empty:
+        comparison = comparison_tables(runs, curves, hits, seed, criteria)
+        folder = out_dir / "tables"
+        folder.mkdir(exist_ok=True)
+        for name, table in comparison.items():
+            with atomic_path(folder / f"{name}.csv") as temporary:
+                table.to_csv(temporary, index=False)
+        sources |= comparison
     drawn = []
     for name, alt, caption, plot, source in FIGURES:
         table = sources.get(source)
@@ -178,6 +243,8 @@ def write_report(
         "of solved runs (inf if none solved); cost is counted in forward-pass units.",
         "",
     ]
+    if comparison:
+        lines += _comparison_section(comparison)
     if "endpoint" in runs.columns and analysis is not None:
         lines += _analysis_section(runs, sources, analysis)
     lines += ["## Figures", ""]
@@ -189,6 +256,101 @@ def write_report(
         temporary.write_text("\n".join(lines), encoding="utf-8")
     write_html(report)
     return report
+
+
+def comparison_tables(
+    runs: pd.DataFrame, curves: pd.DataFrame, hits: pd.DataFrame, seed: int, criteria: dict | None = None
+) -> dict[str, pd.DataFrame]:
+    """The tables behind the comparison section and its figures (``bench.analysis.compare``)."""
+    art = compare.art_table(runs, hits, seed=seed)
+    ratios = compare.performance_profile(art)
+    scores = compare.profile_scores(ratios)
+    tests = compare.pairwise_tests(runs)
+    ranks = [compare.ranking(runs, tests, metric).assign(metric=metric) for metric in compare.METRICS]
+    chosen = compare.informative_targets(curves, hits)
+    return {
+        "art": art,
+        "targets": pd.DataFrame([(d, t) for d, ts in chosen.items() for t in ts], columns=["dataset", "target"]),
+        "ecdf": compare.ecdf_table(runs, hits, curves, seed=seed),
+        "fixed_budget": compare.fixed_budget_table(runs),
+        "profile": ratios.merge(scores[["optimizer", "score"]], on="optimizer", how="left"),
+        "scores": scores,
+        "tests": tests,
+        "ranking": pd.concat(ranks, ignore_index=True),
+        "spaghetti": compare_plots.spaghetti_table(curves, runs),
+        "success_metric": compare_plots.success_metric_table(curves, runs, criteria or {}),
+    }
+
+
+def art_wide(art: pd.DataFrame, targets: dict[str, list[str]] | None = None, most: int = 7) -> dict[str, pd.DataFrame]:
+    """Per dataset, aRT by optimizer (rows) and target (columns: up to ``most`` of the ladder's
+    targets that some run reached and not every run at its first step, evenly picked, then
+    ``success`` with its interval and reached/runs)."""
+    out = {}
+    for dataset, frame in art.groupby("dataset", sort=False):
+        chosen = (targets or {}).get(dataset) or list(pd.unique(frame["target"]))
+        ladder = [t for t in chosen if t != compare.SUCCESS_TARGET]
+        if len(ladder) > most:
+            ladder = [ladder[round(i)] for i in np.linspace(0, len(ladder) - 1, most)]
+        rows = []
+        for optimizer, group in frame.groupby("optimizer", sort=False):
+            by = group.set_index("target")
+            row = {"optimizer": optimizer}
+            row |= {f"aRT to {t}": by.loc[t, "art"] for t in ladder if t in by.index}
+            if compare.SUCCESS_TARGET in by.index:
+                s = by.loc[compare.SUCCESS_TARGET]
+                row |= {
+                    "aRT to success": s["art"],
+                    "95 % interval": f"{s['art_low']:.4g} to {s['art_high']:.4g}",
+                    "solved": f"{s['reached']}/{s['runs']}",
+                }
+            rows.append(row)
+        out[dataset] = pd.DataFrame(rows)
+    return out
+
+
+def _comparison_section(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """aRT tables, profile scores, ranking and pairwise tests."""
+    lines = ["## Comparison", ""]
+    lines += [
+        "aRT (COCO's average runtime) to a target: the total cost of all runs, each counted up to the cost at "
+        "which its best loss first reached the target (recorded exactly at every step) or to its end, divided "
+        "by the number of runs that reached it; inf if none did. The targets are losses log-spaced from 1e2 "
+        "to 1e-8 (shown: those that some run reached and not every run at its first step), then the dataset's "
+        "success criterion. The interval is a 95 % bootstrap of simulated restarts (draw runs with replacement "
+        "until one reaches the target); all tables are in `tables/`.",
+        "",
+    ]
+    targets = tables["targets"].groupby("dataset", sort=False)["target"].agg(list).to_dict()
+    for dataset, wide in art_wide(tables["art"], targets).items():
+        lines += [f"**{dataset}**", "", markdown_table(wide), ""]
+    scores = tables["scores"]
+    if not scores.empty:
+        lines += [
+            f"Performance-profile scores over the {int(scores['datasets'].max())} datasets where some optimizer "
+            "succeeded (AlgoPerf: the area under the profile of aRT-to-success ratios up to 4, over 3; 1 = best "
+            "everywhere), and on how many datasets each was best:",
+            "",
+            markdown_table(scores.rename(columns={"best_on": "best on"})),
+            "",
+        ]
+    ranking = tables["ranking"]
+    wide = ranking.pivot_table(index=["metric", "optimizer"], columns="dataset", values="rank", sort=False)
+    lines += [
+        "Ranking per dataset: 1 + the number of optimizers significantly better (two-sided Mann-Whitney U, "
+        "Holm-corrected over the pairs of the dataset, 5 % level), so optimizers the tests cannot separate share "
+        "a rank. On cost to success, a run that did not succeed counts as worse than any that did; on final "
+        "loss, a non-finite loss as worse than any finite one.",
+        "",
+        markdown_table(wide.reset_index()),
+        "",
+        "All pairwise tests (A: the Vargha-Delaney effect size, the chance that a run of `a` is lower, i.e. "
+        "better, than a run of `b`, ties counting half):",
+        "",
+        markdown_table(tables["tests"]),
+        "",
+    ]
+    return lines
 
 
 def _analysis_section(runs: pd.DataFrame, tables: dict[str, pd.DataFrame], analysis: dict) -> list[str]:
