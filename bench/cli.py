@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import sys
+from pathlib import Path
 
 from bench.errors import ConfigError, DamagedResults, EnvironmentProblem
 from bench.memory import keep_freed_memory
@@ -98,6 +99,16 @@ def _parser() -> argparse.ArgumentParser:
     export = sub.add_parser(
         "export", help="write a results folder in IOHprofiler's format (for IOHanalyzer) or as CSV files"
     )
+    compare = sub.add_parser(
+        "compare",
+        help="the same dataset x optimizer cells of two results folders side by side, with tests",
+        description="Did my change help? Cells with the same dataset and optimizer labels in both folders, "
+        "side by side: solved runs, aRT to success, median final loss, and Mann-Whitney U of A against B "
+        "(Holm-corrected over the cells) with the Vargha-Delaney effect size.",
+    )
+    compare.add_argument("a", metavar="DIR_A", help="results/<experiment> or results/<experiment>/<hash>")
+    compare.add_argument("b", metavar="DIR_B", help="the other results folder")
+    compare.add_argument("--out", default=None, metavar="FILE.md", help="also write the table as markdown")
     export.add_argument("results", help="results/<experiment> or results/<experiment>/<hash>")
     export.add_argument(
         "--format",
@@ -166,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_gc(args)
         if args.command == "export":
             return cmd_export(args)
+        if args.command == "compare":
+            return cmd_compare(args)
         from bench import perf
 
         return perf.main(quick=args.quick)
@@ -264,6 +277,27 @@ def cmd_report(args: argparse.Namespace) -> int:
     res = api.load(args.results)
     print(analysis.format_table(res.summary(display=True)))
     print(f"\nreport: {res.write_report()}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from bench import analysis, api
+    from bench.analysis.compare import compare_folders
+    from bench.store import write_text_atomic
+
+    first, second = api.load(args.a), api.load(args.b)
+    table, alone = compare_folders(first.runs, second.runs)
+    print(f"A: {first.path}\nB: {second.path}\n")
+    if table.empty:
+        print("error: the two folders have no dataset x optimizer cell in common (labels differ)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(analysis.format_table(table))
+    if alone:
+        print("\nin one folder only: " + "; ".join(alone))
+    if args.out:
+        text = f"# A: {first.path}\n# B: {second.path}\n\n{analysis.markdown_table(table)}\n"
+        write_text_atomic(Path(args.out), text)
+        print(f"\nwritten: {args.out}")
     return 0
 
 

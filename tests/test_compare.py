@@ -267,3 +267,44 @@ def test_the_success_metric_of_an_accuracy_criterion_is_its_median_curve():
     # at cost 1: 0.5, 0.7, 0.6 -> 0.6; at 10^(2/3) ~ 4.6: still 0.6; at 10: 0.9, 0.8, 1.0 -> 0.9
     assert list(table["median"]) == pytest.approx([0.6, 0.6, 0.6, 0.9])
     assert (table["metric"] == "test accuracy").all() and (table["target"] == 0.95).all()
+
+
+def status_runs(rows: dict[str, list[float]]) -> pd.DataFrame:
+    """Runs of one dataset: per optimizer, cost to success (NaN: not solved, spending 100)."""
+    frame = runs_table(rows)
+    solved = frame["cost_to_success"].notna()
+    return frame.assign(status=np.where(solved, "solved", "stuck"), cost=frame["cost_to_success"].fillna(100.0))
+
+
+def test_compare_folders_side_by_side_by_hand():
+    from bench.analysis.compare import compare_folders
+
+    a = status_runs({"fast": list(np.arange(1.0, 21.0)), "same": [50.0] * 10 + [np.nan] * 10, "only_a": [1.0]})
+    b = status_runs({"fast": list(np.arange(60.0, 80.0)), "same": [50.0] * 10 + [np.nan] * 10, "only_b": [1.0]})
+    table, alone = compare_folders(a, b)
+    assert alone == ["d / only_a (only in A)", "d / only_b (only in B)"]
+    rows = table.set_index("optimizer")
+    assert rows.loc["fast", "solved A"] == "20/20" and rows.loc["same", "solved B"] == "10/20"
+    assert rows.loc["same", "aRT A"] == (10 * 50 + 10 * 100) / 10
+    assert rows.loc["fast", "A cost"] == 1.0 and rows.loc["fast", "verdict"] == "A better (cost to success)"
+    assert rows.loc["same", "A cost"] == 0.5 and rows.loc["same", "verdict"] == "no difference detected"
+    assert rows.loc["same", "p cost (Holm)"] == 1.0
+
+
+def test_bench_compare_on_two_results_folders(tiny, tmp_path, capsys):
+    import bench
+    from bench.cli import main
+
+    for folder, rate in (("a", 2.0), ("b", 0.01)):
+        tiny["optimizers"] = [{"name": "gd", "learning_rate": rate, "label": "gd"}]
+        tiny["experiment"]["runs"] = 10
+        bench.run(tiny, out=tmp_path / folder, executor="serial", analysis=False, report=False, progress=False)
+    capsys.readouterr()
+    out = tmp_path / "cmp.md"
+    assert main(["compare", str(tmp_path / "a" / "tiny"), str(tmp_path / "b" / "tiny"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    solved = (bench.load(tmp_path / "a" / "tiny").runs["status"] == "solved").sum()
+    assert solved >= 5 and "A better (cost to success)" in printed and f"{solved}/10" in printed and "0/10" in printed
+    assert "| xor | gd |" in out.read_text()
+    assert main(["compare", str(tmp_path / "a" / "tiny"), str(tmp_path / "nowhere")]) == 2
+    assert "nowhere" in capsys.readouterr().err

@@ -337,3 +337,73 @@ def ranking(runs: pd.DataFrame, tests: pd.DataFrame, metric: str = "cost to succ
     return (
         out.assign(_at=position).sort_values(["_at", "rank"], kind="stable").drop(columns="_at").reset_index(drop=True)
     )
+
+
+# ----------------------------------------------------------------------------- two results folders
+
+FOLDER_COLUMNS = [
+    "dataset",
+    "optimizer",
+    "solved A",
+    "solved B",
+    "aRT A",
+    "aRT B",
+    "median final loss A",
+    "median final loss B",
+    "p cost (Holm)",
+    "A cost",
+    "p loss (Holm)",
+    "A loss",
+    "verdict",
+]
+
+
+def compare_folders(runs_a: pd.DataFrame, runs_b: pd.DataFrame, alpha: float = 0.05) -> tuple[pd.DataFrame, list[str]]:
+    """The cells (dataset x optimizer labels) present in both runs tables, side by side: solved
+    runs, aRT to success, median final loss, and Mann-Whitney U of A against B on cost to success
+    and on final loss (Holm-corrected over the cells, per metric), with Vargha-Delaney A (above
+    0.5: A's runs tend to be lower, i.e. better).  The verdict names the better folder where a
+    test separates them (cost to success first), else "no difference detected".
+
+    Returns the table and the labels of the cells found in only one of the two.
+    """
+    keys_a = list(dict.fromkeys(zip(runs_a["dataset"], runs_a["optimizer"])))
+    keys_b = set(zip(runs_b["dataset"], runs_b["optimizer"]))
+    shared = [k for k in keys_a if k in keys_b]
+    alone = [f"{d} / {o} (only in A)" for d, o in keys_a if (d, o) not in keys_b]
+    alone += [
+        f"{d} / {o} (only in B)"
+        for d, o in dict.fromkeys(zip(runs_b["dataset"], runs_b["optimizer"]))
+        if (d, o) not in set(keys_a)
+    ]
+    names = {"cost to success": ("p cost (Holm)", "A cost"), "final loss": ("p loss (Holm)", "A loss")}
+    rows, p_values = [], {m: [] for m in METRICS}
+    for dataset, optimizer in shared:
+        a = runs_a[(runs_a["dataset"] == dataset) & (runs_a["optimizer"] == optimizer)]
+        b = runs_b[(runs_b["dataset"] == dataset) & (runs_b["optimizer"] == optimizer)]
+        row = {"dataset": dataset, "optimizer": optimizer}
+        for side, frame in (("A", a), ("B", b)):
+            solved = frame["status"] == "solved"
+            row[f"solved {side}"] = f"{int(solved.sum())}/{len(frame)}"
+            row[f"aRT {side}"] = average_runtime(frame["cost_to_success"].where(solved), frame["cost"])
+            row[f"median final loss {side}"] = float(np.median(_metric_values(frame, "final_loss")))
+        for metric, column in METRICS.items():
+            x, y = _metric_values(a, column), _metric_values(b, column)
+            p_values[metric].append(_mann_whitney(x, y)[1])
+            row[names[metric][1]] = vargha_delaney(x, y)
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=FOLDER_COLUMNS)
+    if rows:
+        for metric, (p_column, _) in names.items():
+            table[p_column] = holm(p_values[metric])
+        verdicts = []
+        for _, r in table.iterrows():
+            verdict = "no difference detected"
+            for metric in ("cost to success", "final loss"):  # the first that separates them
+                p_column, effect = names[metric]
+                if r[p_column] < alpha:
+                    verdict = f"{'A' if r[effect] > 0.5 else 'B'} better ({metric})"
+                    break
+            verdicts.append(verdict)
+        table["verdict"] = verdicts
+    return table, alone
