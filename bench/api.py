@@ -408,12 +408,17 @@ class Results:
             "git commit": (manifest["git"].get("commit") or "unknown")
             + (" (with local changes)" if manifest["git"].get("dirty") else ""),
             "command": " ".join(last["command"]),
+            "seed": f"{self.config.seed} (run i of every cell starts from the same weights)",
+            "runs per cell": f"{self.config.runs}",
             "compute time": self._compute_time(),
             "runs of this config": "; ".join(
-                f"{r['start']} to {r['end']}: "
+                f"{r['start']} to {r['end']} ({_seconds(r['start'], r['end'])} wall, {r.get('workers', '?')} workers): "
                 + (f"{r.get('cells_computed')} cells computed" if r.get("cells_computed") else "every cell reused")
                 for r in finished
             ),
+            "machine": f"{manifest.get('platform', '?')}, {manifest.get('cpus', '?')} CPUs, Python "
+            f"{manifest.get('python', '?')}",
+            "versions": ", ".join(f"{k} {v}" for k, v in manifest.get("packages", {}).items() if v),
         }
         tables = {name: getattr(self, name) for name in ("plateaus", *TABLES)}
         info = self.path / "analysis.json"
@@ -532,6 +537,17 @@ class Plots:
         if table.empty or (name == "runs" and "endpoint" not in table.columns):
             raise ValueError("this figure needs the end-point analysis: call results.analyze() first")
         return table
+
+
+def _seconds(start: str | None, end: str | None) -> str:
+    """The wall time between two manifest times, e.g. "1 min 12 s"."""
+    from datetime import datetime
+
+    try:
+        seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+    except (TypeError, ValueError):
+        return "unknown"
+    return f"{int(seconds // 60)} min {seconds % 60:.0f} s" if seconds >= 60 else f"{seconds:.1f} s"
 
 
 def load(path: str | os.PathLike) -> Results:

@@ -235,6 +235,7 @@ class ResultStore:
                     "packages": package_versions(),
                     "python": platform.python_version(),
                     "platform": platform.platform(),
+                    "cpus": os.cpu_count(),
                     "git": git,
                 }
             )

@@ -308,3 +308,11 @@ def test_bench_compare_on_two_results_folders(tiny, tmp_path, capsys):
     assert "| xor | gd |" in out.read_text()
     assert main(["compare", str(tmp_path / "a" / "tiny"), str(tmp_path / "nowhere")]) == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_the_final_loss_target_is_drawn_only_for_training_loss_criteria():
+    from bench.report.markdown import _loss_thresholds
+
+    criteria = {"sum": ("loss", "train", 0.1, 4), "mean": ("loss", "train", 0.2, 1), "test": ("loss", "test", 0.3, 1)}
+    criteria |= {"acc": ("accuracy", "test", 0.9, 1), "xor": ("40-20-40", "train", None, 4)}
+    assert _loss_thresholds(criteria) == {"sum": 0.4, "mean": 0.2}

@@ -23,6 +23,7 @@ from bench.report.plots import (
     _log_loss_axis,
     _optimizer_facets,
     _text_width,
+    draw_lines,
     optimizer_palette,
 )
 
@@ -48,8 +49,10 @@ def figure_ecdf(ecdf: pd.DataFrame, palette: Palette | None = None) -> Figure:
     for index, (ax, dataset) in enumerate(zip(axes, panels, strict=True)):
         panel = ecdf[ecdf["dataset"] == dataset]
         x = "relative_cost" if dataset == "all" else "cost"
-        for optimizer, group in panel.groupby("optimizer", sort=False):
-            ax.step(group[x], group["share"], where="post", color=palette[optimizer], linewidth=1.6)
+        series = {
+            o: (g[x].to_numpy(float), g["share"].to_numpy(float)) for o, g in panel.groupby("optimizer", sort=False)
+        }
+        draw_lines(ax, series, palette, step=True)
         budget = 1.0 if dataset == "all" else float(panel["cost"].max() / panel["relative_cost"].max())
         ax.axvline(budget, color="0.4", linestyle=":", linewidth=1)
         ax.set_xscale("log")
@@ -95,8 +98,10 @@ def figure_profiles(ratios: pd.DataFrame, palette: Palette | None = None) -> Fig
     finite = ratios["ratio"][np.isfinite(ratios["ratio"])]
     high = max(2 * TAU_MAX, float(finite.max()) * 1.5 if len(finite) else 0)
     curve = profile_curve(ratios, np.geomspace(1, high, 400))
-    for optimizer, group in curve.groupby("optimizer", sort=False):
-        ax.step(group["tau"], group["rho"], where="post", color=palette[optimizer], linewidth=1.8)
+    series = {
+        o: (g["tau"].to_numpy(float), g["rho"].to_numpy(float)) for o, g in curve.groupby("optimizer", sort=False)
+    }
+    draw_lines(ax, series, palette, step=True)
     ax.axvline(TAU_MAX, color="0.4", linestyle=":", linewidth=1)
     ax.set_xscale("log")
     ax.set_ylim(-0.02, 1.02)
@@ -185,8 +190,9 @@ def success_metric_table(curves: pd.DataFrame, runs: pd.DataFrame, criteria: dic
                 done = np.sort(group["cost_to_success"].dropna().to_numpy(float))
                 share = np.searchsorted(done, grid, side="right") / len(group)
                 parts.append(
-                    pd.DataFrame({"dataset": dataset, "optimizer": optimizer, "cost": grid, "median": share})
-                    .assign(q25=np.nan, q75=np.nan, metric="share of runs solved", target=1.0)
+                    pd.DataFrame({"dataset": dataset, "optimizer": optimizer, "cost": grid, "median": share}).assign(
+                        q25=np.nan, q75=np.nan, metric="share of runs solved", target=1.0
+                    )
                 )
             continue
         column = f"{split}_accuracy" if kind == "accuracy" else ("test_loss" if split == "test" else "loss")
@@ -203,15 +209,23 @@ def figure_success_metric(table: pd.DataFrame, palette: Palette | None = None) -
     palette = palette or optimizer_palette(table["optimizer"])
     datasets = list(pd.unique(table["dataset"]))
     present = [name for name in palette if name in set(table["optimizer"])]
-    fig, axes = _facets(datasets, "The success criterion's own metric against cost (median; band: 25-75 % of runs)", 3.4, _text_width(present) + 1.0)
+    fig, axes = _facets(
+        datasets,
+        "The success criterion's own metric against cost (median; band: 25-75 % of runs)",
+        3.4,
+        _text_width(present) + 1.0,
+    )
     for ax, dataset in zip(axes, datasets, strict=True):
         panel = table[table["dataset"] == dataset]
         metric, target = panel["metric"].iloc[0], float(panel["target"].iloc[0])
+        series = {}
         for optimizer, group in panel.groupby("optimizer", sort=False):
-            colour = palette[optimizer]
             if group["q25"].notna().any():
-                ax.fill_between(group["cost"], group["q25"], group["q75"], color=colour, alpha=0.15, linewidth=0)
-            ax.plot(group["cost"], group["median"], color=colour, linewidth=1.6)
+                ax.fill_between(
+                    group["cost"], group["q25"], group["q75"], color=palette[optimizer], alpha=0.12, linewidth=0
+                )
+            series[optimizer] = (group["cost"].to_numpy(float), group["median"].to_numpy(float))
+        draw_lines(ax, series, palette)
         ax.axhline(target, color="0.2", linestyle="--", linewidth=1)
         ax.set_xscale("log")
         if "loss" in metric and (panel["median"].dropna() > 0).all() and target > 0:

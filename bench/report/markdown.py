@@ -44,7 +44,9 @@ FIGURES: list[tuple[str, str, str, Callable[..., Path], str]] = [
     (
         "final_loss.png",
         "Final loss",
-        "One point per run; boxes span the quartiles, whiskers the full range. Non-finite losses are counted in the panel title.",
+        "One point per run, coloured by its status; boxes span the quartiles, whiskers the full range; the dashed "
+        "line is the success target where the criterion is on the training loss. Non-finite losses are counted in "
+        "the panel title.",
         plots.figure_final_loss,
         "runs",
     ),
@@ -227,8 +229,9 @@ def write_report(
         table = sources.get(source)
         if table is None or table.empty or _NEEDS.get(name, "dataset") not in table.columns:
             continue
+        extra = {"thresholds": _loss_thresholds(criteria)} if name == "final_loss.png" else {}
         with atomic_path(figures / name) as temporary:
-            plots.save(plot(table, palette=palette), temporary)
+            plots.save(plot(table, palette=palette, **extra), temporary)
         drawn.append((name, alt, caption))
 
     lines = [f"# {title}", "", "## What was run", "", *_what_was_run(runs, meta), ""]
@@ -256,6 +259,15 @@ def write_report(
         temporary.write_text("\n".join(lines), encoding="utf-8")
     write_html(report)
     return report
+
+
+def _loss_thresholds(criteria: dict | None) -> dict[str, float]:
+    """Per dataset judged by its training loss, the final loss at or below which a run succeeds."""
+    return {
+        dataset: target * patterns
+        for dataset, (kind, split, target, patterns) in (criteria or {}).items()
+        if kind == "loss" and split == "train"
+    }
 
 
 def comparison_tables(
