@@ -136,3 +136,20 @@ def test_the_plugin_example_runs_as_pasted(tmp_path):
     solved = runs.groupby("optimizer")["status"].apply(lambda s: int((s == "solved").sum())).to_dict()
     assert set(solved) == {"my_rprop(floor=0)", "my_rprop(floor=0.001)", "rprop(variant=irprop-)"}
     assert all(count > 0 for count in solved.values()), solved
+
+
+def test_the_report_section_names_every_figure_and_its_constants():
+    import inspect
+
+    from bench.analysis import compare
+    from bench.report import FIGURES
+    from bench.report.compare_plots import spaghetti_table
+    from bench.report.plots import OPTIMIZER_COLOURS
+
+    section = README[README.index("## The report") : README.index("## Configs")]
+    assert re.findall(r"^- `([a-z_]+\.png)`", section, re.M) == [figure[0] for figure in FIGURES]
+    assert f"({inspect.signature(compare.art_table).parameters['replicates'].default:,} replicates" in section
+    assert f"one of {len(OPTIMIZER_COLOURS)} colours" in section
+    assert f"from ratio 1 to {compare.TAU_MAX:g} divided by\n  {compare.TAU_MAX - 1:g}" in section
+    assert f"the first {inspect.signature(spaghetti_table).parameters['sample'].default} runs" in section
+    assert "(1 = best on every dataset)" in section and "ties counting half" in section
