@@ -93,6 +93,9 @@ def check(
         )
 
 
+PROBE_SECONDS = 0.05  # the time estimate's probes run at least this long (or the whole budget)
+
+
 def estimate(
     config: Config, cells: Sequence[Cell] | None = None, batch: int | None = None, most_runs: int = 256
 ) -> pd.DataFrame:
@@ -100,10 +103,11 @@ def estimate(
     on one worker, every run using its whole budget (runs that solve or stop early take less).
 
     Measured, not guessed: each cell trains its runs as one batch (at most ``most_runs`` of them,
-    or ``batch``) for two short budgets; the difference gives the time per cost unit of the batch
-    (on small nets mostly numpy's per-call overhead, which a smaller sample would overstate), the
-    rest the cell's fixed cost.  A fraction of a second per cell; used by ``validate`` and by the
-    progress bar's time estimate."""
+    or ``batch``) for short budgets, doubled until the longest probe takes ``PROBE_SECONDS``; the
+    difference between the last two gives the time per cost unit of the batch (on small nets
+    mostly numpy's per-call overhead, which a smaller sample would overstate), the rest the cell's
+    fixed cost.  About a tenth of a second per cell; used by ``validate`` and by the progress
+    bar's time estimate."""
     import dataclasses
     import time
 
@@ -118,14 +122,24 @@ def estimate(
         population = getattr(cell.optimizer.settings, "population_size", 1)
         short = min(budget, max(60, 3 * population))
         sample = dataclasses.replace(cell.config, runs=min(runs, batch or runs, most_runs))
-        times = []
-        for units in (short // 2, short):
+
+        def seconds(units: int, cell: Cell = cell, sample: Any = sample) -> float:
             probe = Cell(sample, dataclasses.replace(cell.dataset, budget=max(units, 1)), cell.optimizer)
             start = time.perf_counter()
             run_cell(probe)
-            times.append(time.perf_counter() - start)
-        per_unit = max(times[1] - times[0], 1e-9) / max(short - short // 2, 1)  # one batch, one unit
-        fixed = max(times[0] - per_unit * (short // 2), 0.0)
+            return time.perf_counter() - start
+
+        # Double the probe's budget until it takes long enough that a pause of the machine (another
+        # process, the scheduler) cannot swamp the difference between the last two probes.
+        probes = [(short // 2, seconds(short // 2)), (short, seconds(short))]
+        while probes[-1][1] < PROBE_SECONDS and probes[-1][0] < budget:
+            units = min(budget, 2 * probes[-1][0])
+            probes.append((units, seconds(units)))
+        (u0, t0), (u1, t1) = probes[-2:]
+        per_unit = (t1 - t0) / max(u1 - u0, 1)  # one batch, one unit
+        if per_unit <= 0:  # noise won anyway: charge the whole last probe to its units (an upper bound)
+            per_unit = t1 / max(u1, 1)
+        fixed = max(t1 - per_unit * u1, 0.0)
         rows.append(
             {
                 "key": cell.key,

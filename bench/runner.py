@@ -179,6 +179,7 @@ def _run_batch(cell: Cell, runs: list[int]) -> CellTables:
     budget, stop, record = cell.dataset.budget, cell.config.stopping, cell.config.record
     targets = np.asarray(record.targets())
     fixed_costs = np.asarray(FIXED_BUDGETS) * budget
+    levels, fixed_levels = np.append(-targets, np.inf), np.append(fixed_costs, np.inf)  # see _ladders
     theta0 = initial_parameters(cell, runs)
     problem = Problem(data, net, n, cell.dataset.model.init, cell.dataset.model.init_scale)
     opt = build_optimizer(cell)
@@ -225,7 +226,7 @@ def _run_batch(cell: Cell, runs: list[int]) -> CellTables:
         cost = problem.cost[live.index].copy()  # a snapshot: the ledger moves on when runs step
         loss = state.loss
         best = np.fmin(live.best, loss)
-        live = _ladders(live, final, cost, best, -targets, fixed_costs)
+        live = _ladders(live, final, cost, best, levels, fixed_levels)
         window = window_push(live.window, cost, best, widths)
         stalled, flat = window_stalled(window, best, drops).T
         diverged = ~np.isfinite(loss)
@@ -302,12 +303,15 @@ def _ladders(
 
     Both are levels that a non-decreasing quantity passes in order (-best, ascending the negated
     ladder; the cost, ascending the shares), so each run only compares with its next level, and a
-    run that passes several levels at once fills them all.
+    run that passes several levels at once fills them all.  ``ladder`` and ``fixed_costs`` end
+    with +inf, the level of a run that passed them all.
     """
-    reached = np.append(ladder, np.inf)[live.next_target] <= -best
-    passed = np.append(fixed_costs, np.inf)[live.next_budget] < cost
+    # The levels end in +inf (nothing passes it), so a run past the last level never matches.
+    reached = ladder.take(live.next_target, mode="clip") <= -best
+    passed = fixed_costs.take(live.next_budget, mode="clip") < cost
     if not (reached.any() or passed.any()):
         return live
+    ladder, fixed_costs = ladder[:-1], fixed_costs[:-1]
     next_target, next_budget = live.next_target, live.next_budget
     if reached.any():
         rows = np.flatnonzero(reached)
