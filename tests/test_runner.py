@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from bench.config import from_dict
-from bench.runner import checkpoint_marks, initial_parameters, run_cell
+from bench import runner
+from bench.config import Stopping, from_dict
+from bench.runner import (
+    check_budget,
+    checkpoint_marks,
+    concat_runs,
+    initial_parameters,
+    run_cell,
+    status_meanings,
+)
 
 VOLATILE = ["wall_time"]
 
@@ -90,6 +100,17 @@ def test_curves_have_spaced_checkpoints_and_end_at_the_stop(tiny, spacing):
         assert len(points) <= 12 + 2
     np.testing.assert_array_equal(checkpoint_marks(1000, 4, "linear"), [250, 500, 750, 1000])
     np.testing.assert_array_equal(checkpoint_marks(1000, 4, "log"), [1, 10, 100, 1000])
+
+
+@pytest.mark.parametrize("spacing", ["log", "linear"])
+def test_one_checkpoint_records_only_the_first_evaluation_and_the_stop(tiny, spacing):
+    # One log-spaced checkpoint is the cost 1 (the first evaluation), one linear one the budget.
+    tiny["record"] = {"checkpoints": 1, "spacing": spacing}
+    runs, curves, *_ = run_cell(cells_of(tiny)[0])
+    assert checkpoint_marks(900, 1, spacing).tolist() == [1 if spacing == "log" else 900]
+    for run, points in curves.groupby("run"):
+        stop = runs.loc[runs["run"] == run, "cost"].iloc[0]
+        assert points["cost"].tolist() == sorted({3, stop}), run
 
 
 def test_huge_learning_rates_diverge_as_data_not_errors(tiny):
@@ -178,3 +199,185 @@ def test_hits_and_fixed_budgets_match_a_curve_recorded_at_every_step(tiny):
                 within = curve[curve["cost"] <= share * budget]["best_loss"]
                 assert row[column] == (within.min() if len(within) else np.inf), (cell.optimizer.label, run, share)
     assert reached_some > 100
+
+
+def test_the_status_meanings_state_the_stopping_settings_they_are_given():
+    custom = status_meanings(Stopping(patience=0.5, min_delta=0.01))
+    assert "at most 1 % over the last 50 % of its budget" in custom["stuck"]
+    assert "by more than 1 % over that window" in custom["unfinished"]
+    default = status_meanings()
+    assert "at most 0.1 % over the last 25 % of its budget" in default["stuck"]
+    assert "by more than 0.1 % over that window" in default["unfinished"]
+    assert default == status_meanings(Stopping())
+
+
+@pytest.mark.parametrize(
+    "optimizer, need",  # the first evaluation and one step, in cost units (a forward pass is 1, a gradient 3)
+    [
+        ({"name": "gd"}, 3 + 3),
+        ({"name": "ga", "population_size": 10}, 10 + 10),
+        ({"name": "random_search", "samples_per_step": 3}, 1 + 3),
+        ({"name": "restarts", "base": "gd"}, 3 + (3 + 3)),  # a step may also evaluate a fresh start
+    ],
+)
+def test_the_smallest_budget_allows_the_first_evaluation_and_one_step(tiny, optimizer, need):
+    tiny["optimizers"] = [optimizer]
+    tiny["experiment"]["budget"] = need
+    check_budget(cells_of(tiny)[0])  # just enough: accepted
+    tiny["experiment"]["budget"] = need - 1
+    with pytest.raises(ValueError, match=rf"^budget {need - 1} is too small .* at least {need} cost units"):
+        check_budget(cells_of(tiny)[0])
+
+
+def test_a_run_on_the_smallest_budget_takes_one_step(tiny):
+    tiny["optimizers"] = [{"name": "gd", "learning_rate": 2.0}]
+    tiny["experiment"]["budget"] = 6
+    runs, curves, *_ = run_cell(cells_of(tiny)[0])
+    assert (runs["epochs"] == 1).all() and (runs["cost"] == 6).all()
+    assert curves["cost"].tolist() == [3, 6] * len(runs)
+
+
+def test_batch_caps_the_runs_of_each_engine_call(tiny, monkeypatch):
+    """The memory check sizes a batch as ``batch`` runs: the runner must not put more in one."""
+    sizes = []
+    real = runner._run_batch
+
+    def spy(cell, runs):
+        sizes.append(len(runs))
+        return real(cell, runs)
+
+    monkeypatch.setattr(runner, "_run_batch", spy)
+    cell = cells_of(tiny)[0]
+    for batch, expected in ((None, [6]), (1, [1] * 6), (4, [4, 2])):
+        sizes.clear()
+        run_cell(cell, batch=batch)
+        assert sizes == expected, batch
+
+
+def _plateau_episodes_by_definition(cost, best, solved, window, min_delta):
+    """Plateau episodes of one run from its best loss at every evaluation (the docstring's rule)."""
+    episodes, start, start_loss, last_end = [], None, None, -np.inf
+    for i in range(len(cost)):
+        back = np.flatnonzero(cost <= cost[i] - window)
+        on = bool(len(back)) and not (solved and i == len(cost) - 1)
+        on = on and best[i] >= (1.0 - min_delta) * best[back[-1]]
+        if on and start is None:
+            start, start_loss = max(cost[back[-1]], last_end), best[back[-1]]
+        if start is not None and (not on or i == len(cost) - 1):
+            outcome = "still on it" if on else "escaped"
+            episodes.append((start, cost[i], start_loss, best[i], outcome))
+            start, last_end = None, cost[i]
+    return episodes
+
+
+def test_plateau_episodes_follow_the_definition_on_every_recorded_curve(tiny):
+    """Every evaluation is a curve point: each run's plateau episodes are the rule of the plateau
+    window (5 % of the budget, wider than a step and narrower than the stuck window) applied to
+    its own best-loss history."""
+    budget = tiny["experiment"]["budget"]
+    tiny["record"] = {"checkpoints": budget, "spacing": "linear"}
+    found = 0
+    for cell in cells_of(tiny):
+        runs, curves, plateaus, _ = run_cell(cell)
+        for run, points in curves.groupby("run"):
+            row = runs[runs["run"] == run].iloc[0]
+            assert len(points) == row["epochs"] + 1  # every evaluation was recorded
+            expected = _plateau_episodes_by_definition(
+                points["cost"].to_numpy(),
+                points["best_loss"].to_numpy(),
+                row["status"] == "solved",
+                0.05 * budget,
+                1e-3,
+            )
+            mine = plateaus[plateaus["run"] == run]
+            got = list(mine[["start_cost", "end_cost", "start_loss", "end_loss", "outcome"]].itertuples(index=False))
+            assert [tuple(e) for e in got] == expected, (cell.optimizer.label, run)
+            assert row["plateaus"] == len(expected)
+            found += len(expected)
+    assert found > 0
+
+
+@pytest.mark.parametrize("trajectories", [0, 1, 2])
+def test_theta_is_kept_at_every_curve_point_of_the_first_runs_only(tiny, trajectories):
+    tiny["experiment"]["runs"] = 3
+    tiny["record"]["trajectories"] = trajectories
+    runs, curves, *_ = run_cell(cells_of(tiny)[0])
+    for run, points in curves.groupby("run"):
+        kept = [theta is not None for theta in points["theta"]]
+        assert kept == [run < trajectories] * len(points), run
+        if run < trajectories:
+            np.testing.assert_array_equal(points["theta"].iloc[0], runs["theta_initial"][run])
+            np.testing.assert_array_equal(points["theta"].iloc[-1], runs["theta_final"][run])
+
+
+def test_wall_time_is_the_time_since_the_batch_began(tiny):
+    cell = cells_of(tiny)[0]
+    begin = time.perf_counter()
+    runs, *_ = run_cell(cell)
+    elapsed = time.perf_counter() - begin
+    assert ((runs["wall_time"] >= 0) & (runs["wall_time"] <= elapsed)).all(), (runs["wall_time"], elapsed)
+
+
+def test_the_tables_have_a_plain_row_index(tiny):
+    tiny["record"]["checkpoints"] = 50  # plateau episodes and curve points of several runs, sorted
+    for batch in (None, 2):
+        tables = run_cell(cells_of(tiny)[0], batch=batch)
+        assert len(tables.plateaus) > 1
+        for name, table in tables._asdict().items():
+            pd.testing.assert_index_equal(table.index, pd.RangeIndex(len(table)), exact=True, obj=name)
+
+
+def test_runs_that_all_stop_at_their_first_evaluation_have_one_curve_point_each(tiny):
+    tiny["datasets"] = [{"name": "xor", "success": {"kind": "loss", "split": "train", "target": 1e6}}]
+    for cell in cells_of(tiny):
+        runs, curves, plateaus, _ = run_cell(cell)
+        assert (runs["status"] == "solved").all() and (runs["epochs"] == 0).all()
+        assert (runs["cost_to_success"] == runs["cost"]).all()
+        assert curves["run"].tolist() == runs["run"].tolist() and (curves["epoch"] == 0).all()
+        np.testing.assert_array_equal(curves["cost"], runs["cost"])
+        assert plateaus.empty
+
+
+def test_concat_runs_keeps_each_columns_type_where_cells_leave_it_empty():
+    def frame(runs, **columns):
+        return pd.DataFrame({"run": runs, **{k: pd.Series(v, dtype=d) for k, (v, d) in columns.items()}})
+
+    empty = ([None], object)
+    frames = [
+        frame(
+            [0, 1],
+            ints=([1, 2], "int64"),
+            mixed_ints=([1, 2], "int64"),
+            numbers=([1, 2], "int64"),
+            three_kinds=([1, 2], "int64"),
+            words=(["a", "b"], None),
+            objects=(["a", None], object),  # not left empty: one run has a value
+            flag=([True, False], bool),
+        ),
+        frame(
+            [2],
+            ints=([3], "int64"),
+            mixed_ints=([3], "uint8"),
+            numbers=([2.5], "float64"),
+            three_kinds=([3], "uint8"),
+            words=(["c"], None),
+            objects=empty,
+            flag=empty,
+        ),
+        frame([3], ints=empty, mixed_ints=empty, numbers=empty, three_kinds=([0.5], "float64"), words=empty),
+        frame([4], ints=empty, mixed_ints=empty, numbers=empty, three_kinds=empty, objects=empty, flag=empty),
+    ]
+    runs = concat_runs(frames)
+    pd.testing.assert_index_equal(runs.index, pd.RangeIndex(5), exact=True)
+    assert runs["run"].dtype == np.int64 and runs["run"].tolist() == [0, 1, 2, 3, 4]
+    for column in ("ints", "mixed_ints"):
+        assert runs[column].dtype == "Int64", column
+        assert runs[column].tolist() == [1, 2, 3, pd.NA, pd.NA], column
+    for column, values in (("numbers", [1, 2, 2.5]), ("three_kinds", [1, 2, 3, 0.5])):
+        assert runs[column].dtype == np.float64, column
+        np.testing.assert_array_equal(runs[column], values + [np.nan] * (5 - len(values)))
+    assert runs["flag"].dtype == "boolean" and runs["flag"].tolist() == [True, False, pd.NA, pd.NA, pd.NA]
+    for column in ("words", "objects"):
+        assert runs[column].dtype.kind == "O", column
+        assert runs[column].iloc[0] == "a" and runs[column].iloc[3:].isna().all(), column
+    assert runs["words"].iloc[2] == "c"

@@ -199,7 +199,7 @@ def test_a_plateau_episode_is_recorded_from_where_the_loss_stopped_to_where_it_f
     # Falls 5 % per 60 units, stands still from cost 300 to 600, falls again: one episode that
     # begins at 300 (the evaluation one 60-unit window before the run first looked stalled) and
     # ends at the first evaluation after 600, where the drop over the window exceeds 0.1 % again.
-    runs, _, plateaus = scripted_tables(rate=rate_for(0.05, 60), flat_from=300, flat_to=600)
+    runs, _, plateaus, _ = scripted_tables(rate=rate_for(0.05, 60), flat_from=300, flat_to=600)
     assert len(plateaus) == 2 and (plateaus["run"] == [0, 1]).all()
     episode = plateaus.iloc[0]
     assert episode["start_cost"] == 300 and episode["end_cost"] == 603 and episode["outcome"] == "escaped"
@@ -209,12 +209,12 @@ def test_a_plateau_episode_is_recorded_from_where_the_loss_stopped_to_where_it_f
 
 
 def test_a_run_that_stops_on_a_plateau_is_still_on_it():
-    runs, _, plateaus = scripted_tables(rate=rate_for(0.05, 60), flat_from=900, flat_to=5000)
+    runs, _, plateaus, _ = scripted_tables(rate=rate_for(0.05, 60), flat_from=900, flat_to=5000)
     assert (plateaus["outcome"] == "still on it").all() and (plateaus["start_cost"] == 900).all()
     assert (plateaus["end_cost"] == BUDGET).all()
     np.testing.assert_allclose(runs["plateau_share"], 300 / BUDGET)
 
 
 def test_no_plateau_while_the_loss_keeps_falling():
-    runs, _, plateaus = scripted_tables(rate=rate_for(0.05, 60))
+    runs, _, plateaus, _ = scripted_tables(rate=rate_for(0.05, 60))
     assert plateaus.empty and (runs["plateaus"] == 0).all() and (runs["plateau_share"] == 0).all()
