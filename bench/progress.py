@@ -34,11 +34,16 @@ def makespan(seconds: Sequence[float], workers: int, busy: Sequence[float] = ())
 
 
 def duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.0f} s" if seconds >= 1 else "< 1 s"
-    if seconds < 3600:
-        return f"{seconds // 60:.0f} min {seconds % 60:02.0f} s"
-    return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:02.0f} min"
+    """ "< 1 s", "42 s", "13 min 05 s", "2 h 07 min": whole units, rounded once (never "60 s")."""
+    if seconds < 1:
+        return "< 1 s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 class Progress:

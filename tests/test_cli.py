@@ -407,3 +407,20 @@ def test_the_run_shows_cost_units_the_time_left_and_the_cells_being_computed(tin
     assert "estimating the time from a short sample of each of the 2 cells" in err
     assert "cost units: 100%" in err and "10.8k/10.8k" in err
     assert re.search(r"about (< 1 s|\d+ s) left; computing xor / (gd|rprop)", err), err
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.4, "< 1 s"),
+        (59.4, "59 s"),
+        (59.6, "1 min 00 s"),
+        (839.6, "14 min 00 s"),
+        (3599.6, "1 h 00 min"),
+        (7649.9, "2 h 07 min"),
+    ],
+)
+def test_durations_round_once_and_never_read_60(seconds, text):
+    from bench.progress import duration
+
+    assert duration(seconds) == text
