@@ -169,7 +169,9 @@ def hits_and_runs():
             {**ident, "run": 1, "target": "success", "target_loss": np.nan, "cost": np.nan},
         ]
     )
-    runs = pd.DataFrame([{**ident, "run": 0, "cost": 10.0}, {**ident, "run": 1, "cost": 100.0}])
+    runs = pd.DataFrame(
+        [{**ident, "run": r, "cost": c, "status": "stuck", "best_loss": 1.0} for r, c in ((0, 10.0), (1, 100.0))]
+    )
     curves = pd.DataFrame([{**ident, "run": r, "cost": 1.0} for r in (0, 1)])
     return runs, hits, curves
 
@@ -190,7 +192,11 @@ def test_art_table_by_hand_and_reproducible():
 
 def test_ecdf_by_hand():
     runs, hits, curves = hits_and_runs()
-    assert informative_targets(curves, hits) == {"d": ["0.5", "success"]}
+    assert informative_targets(runs, curves, hits) == {"d": ["0.5", "success"]}
+    # A run solved at best loss 0.6 stopped there: target 0.5 would read its stop as a failure.
+    solved = runs.assign(status=["solved", "stuck"], best_loss=[0.6, 0.7])
+    assert informative_targets(solved, curves, hits) == {"d": ["success"]}
+    assert informative_targets(solved.assign(best_loss=[0.5, 0.7]), curves, hits) == {"d": ["0.5", "success"]}
     table = ecdf_table(runs, hits, curves, samples=4000)
     mine = table[table["dataset"] == "d"]
     at = lambda cost: mine[mine["cost"] <= cost]["share"].iloc[-1]  # noqa: E731
@@ -316,3 +322,20 @@ def test_the_final_loss_target_is_drawn_only_for_training_loss_criteria():
     criteria = {"sum": ("loss", "train", 0.1, 4), "mean": ("loss", "train", 0.2, 1), "test": ("loss", "test", 0.3, 1)}
     criteria |= {"acc": ("accuracy", "test", 0.9, 1), "xor": ("40-20-40", "train", None, 4)}
     assert _loss_thresholds(criteria) == {"sum": 0.4, "mean": 0.2}
+
+
+def test_a_dataset_nobody_solved_gets_no_success_metric_panel():
+    from bench.report.compare_plots import figure_success_metric
+
+    rows = []
+    for dataset, share in (("solved", 0.5), ("never", 0.0)):
+        for optimizer in ("a", "b"):
+            rows += [
+                {"dataset": dataset, "optimizer": optimizer, "cost": c, "median": share * (c > 1)} for c in (1, 10)
+            ]
+    table = pd.DataFrame(rows).assign(q25=np.nan, q75=np.nan, metric="share of runs solved", target=1.0)
+    fig = figure_success_metric(table)
+    assert [ax.get_title() for ax in fig.axes] == ["solved"]
+    assert "no optimizer solved: never" in fig.get_supxlabel()
+    none = figure_success_metric(table[table["dataset"] == "never"])
+    assert "no optimizer solved a run" in none.axes[0].texts[0].get_text()

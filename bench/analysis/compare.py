@@ -12,8 +12,9 @@ figures are views of these tables.  Nothing reruns training.
   aRT exactly).
 * **Runtime ECDFs** (the fixed-target view): for each (dataset, optimizer, target), ``samples``
   simulated runs; the ECDF at cost x is the share of (target, simulated run) pairs that reached
-  their target within x.  The targets are the dataset's informative ones: the ladder's targets that
-  some run reached and that not every run reached at its first evaluation, plus ``success``.
+  their target within x.  The targets are the dataset's informative ones (``informative_targets``):
+  the ladder's targets that some run reached, that not every run reached at its first evaluation
+  and that no solved run stopped above, plus ``success``.
 * **Performance profiles** (Dolan & More 2002): per dataset the ratio of an optimizer's aRT to
   the best aRT on that dataset (inf where it never succeeded; datasets where no optimizer succeeded
   are left out); rho(tau) is the share of datasets with ratio <= tau.  The score is AlgoPerf's: the
@@ -142,18 +143,32 @@ def art_table(
     return pd.DataFrame(rows, columns=ART_COLUMNS)
 
 
-def informative_targets(curves: pd.DataFrame, hits: pd.DataFrame) -> dict[str, list[str]]:
-    """Per dataset, the ladder's targets that some run reached and that not every run reached at
-    its first evaluation, plus ``success``: the targets that can tell optimizers apart."""
+def informative_targets(runs: pd.DataFrame, curves: pd.DataFrame, hits: pd.DataFrame) -> dict[str, list[str]]:
+    """Per dataset, the ladder's targets that can tell optimizers apart, plus ``success``: those
+    that some run reached, that not every run reached at its first evaluation, and that are at or
+    above the highest best loss at which a run of the dataset was solved (a solved run stops, so
+    below that loss a missing hit would mean "stopped: solved", not "failed")."""
     first = curves.groupby(["cell", "run"])["cost"].min().rename("first_cost")
     table = hits.join(first, on=["cell", "run"])
+    solved = runs[runs["status"] == "solved"].groupby("dataset")["best_loss"].max()
     out = {}
     for dataset, group in table.groupby("dataset", sort=False):
         ladder = group[group["target"] != SUCCESS_TARGET]
+        floor = solved.get(dataset, -np.inf)
         at_start = ladder["cost"] <= ladder["first_cost"]
-        by_target = pd.DataFrame({"target": ladder["target"], "some": ladder["cost"].notna(), "start": at_start})
-        keep = by_target.groupby("target", sort=False).agg(some=("some", "any"), start=("start", "all"))
-        out[dataset] = [t for t, row in keep.iterrows() if row["some"] and not row["start"]] + [SUCCESS_TARGET]
+        by_target = pd.DataFrame(
+            {
+                "target": ladder["target"],
+                "some": ladder["cost"].notna(),
+                "start": at_start,
+                "loss": ladder["target_loss"],
+            }
+        )
+        keep = by_target.groupby("target", sort=False).agg(
+            some=("some", "any"), start=("start", "all"), loss=("loss", "first")
+        )
+        chosen = keep[keep["some"] & ~keep["start"] & (keep["loss"] >= floor)].index
+        out[dataset] = [*chosen, SUCCESS_TARGET]
     return out
 
 
@@ -173,7 +188,7 @@ def ecdf_table(
     The aggregate weighs every dataset equally, on the relative-cost grid.
     """
     table = runtimes(runs, hits)
-    targets = informative_targets(curves, hits)
+    targets = informative_targets(runs, curves, hits)
     relative = np.geomspace(1e-4, reach, points)
     rows = []
     for (dataset, optimizer), group in table.groupby(GROUP, sort=False):

@@ -21,6 +21,7 @@ from bench.report.plots import (
     Palette,
     _facets,
     _log_loss_axis,
+    _nothing_solved,
     _optimizer_facets,
     _text_width,
     draw_lines,
@@ -28,6 +29,7 @@ from bench.report.plots import (
 )
 
 SHARE_MARKERS = {0.1: "o", 0.3: "^", 1.0: "s"}
+SOLVED_SHARE = "share of runs solved"  # the success metric of the 40-20-40 rule
 
 
 def _legend(fig: Figure, palette: Palette, present: list[str], title: str = "optimizer") -> None:
@@ -191,7 +193,7 @@ def success_metric_table(curves: pd.DataFrame, runs: pd.DataFrame, criteria: dic
                 share = np.searchsorted(done, grid, side="right") / len(group)
                 parts.append(
                     pd.DataFrame({"dataset": dataset, "optimizer": optimizer, "cost": grid, "median": share}).assign(
-                        q25=np.nan, q75=np.nan, metric="share of runs solved", target=1.0
+                        q25=np.nan, q75=np.nan, metric=SOLVED_SHARE, target=1.0
                     )
                 )
             continue
@@ -207,14 +209,18 @@ def success_metric_table(curves: pd.DataFrame, runs: pd.DataFrame, criteria: dic
 def figure_success_metric(table: pd.DataFrame, palette: Palette | None = None) -> Figure:
     """The success metric against cost (``success_metric_table``), with the target as a dashed line."""
     palette = palette or optimizer_palette(table["optimizer"])
-    datasets = list(pd.unique(table["dataset"]))
+    title = "The success criterion's own metric against cost (median; band: 25-75 % of runs)"
+    # A share of runs solved that is 0 throughout for every optimizer says one thing: no panel.
+    top = table.groupby("dataset", sort=False).agg(metric=("metric", "first"), top=("median", "max"))
+    unsolved = list(top[(top["metric"] == SOLVED_SHARE) & (top["top"].fillna(0) == 0)].index)
+    datasets = [d for d in pd.unique(table["dataset"]) if d not in unsolved]
+    if not datasets:
+        return _nothing_solved(title, unsolved)
+    table = table[table["dataset"].isin(datasets)]
     present = [name for name in palette if name in set(table["optimizer"])]
-    fig, axes = _facets(
-        datasets,
-        "The success criterion's own metric against cost (median; band: 25-75 % of runs)",
-        3.4,
-        _text_width(present) + 1.0,
-    )
+    fig, axes = _facets(datasets, title, 3.4, _text_width(present) + 1.0)
+    if unsolved:
+        fig.supxlabel(f"no optimizer solved: {', '.join(map(str, unsolved))} (no panel)", fontsize=10, color="0.25")
     for ax, dataset in zip(axes, datasets, strict=True):
         panel = table[table["dataset"] == dataset]
         metric, target = panel["metric"].iloc[0], float(panel["target"].iloc[0])
@@ -231,7 +237,7 @@ def figure_success_metric(table: pd.DataFrame, palette: Palette | None = None) -
         if "loss" in metric and (panel["median"].dropna() > 0).all() and target > 0:
             _log_loss_axis(ax, "y")
         ax.set_title(dataset)
-        ax.set_ylabel(metric + (" (target dashed)" if metric != "share of runs solved" else ""))
+        ax.set_ylabel(metric + (" (target dashed)" if metric != SOLVED_SHARE else ""))
         ax.set_xlabel(COST_LABEL)
     _legend(fig, palette, present)
     return fig

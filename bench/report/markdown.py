@@ -279,7 +279,7 @@ def comparison_tables(
     scores = compare.profile_scores(ratios)
     tests = compare.pairwise_tests(runs)
     ranks = [compare.ranking(runs, tests, metric).assign(metric=metric) for metric in compare.METRICS]
-    chosen = compare.informative_targets(curves, hits)
+    chosen = compare.informative_targets(runs, curves, hits)
     return {
         "art": art,
         "targets": pd.DataFrame([(d, t) for d, ts in chosen.items() for t in ts], columns=["dataset", "target"]),
@@ -296,7 +296,7 @@ def comparison_tables(
 
 def art_wide(art: pd.DataFrame, targets: dict[str, list[str]] | None = None, most: int = 7) -> dict[str, pd.DataFrame]:
     """Per dataset, aRT by optimizer (rows) and target (columns: up to ``most`` of the ladder's
-    targets that some run reached and not every run at its first step, evenly picked, then
+    targets of ``compare.informative_targets``, evenly picked, then
     ``success`` with its interval and reached/runs)."""
     out = {}
     for dataset, frame in art.groupby("dataset", sort=False):
@@ -328,8 +328,9 @@ def _comparison_section(tables: dict[str, pd.DataFrame]) -> list[str]:
         "aRT (COCO's average runtime) to a target: the total cost of all runs, each counted up to the cost at "
         "which its best loss first reached the target (recorded exactly at every step) or to its end, divided "
         "by the number of runs that reached it; inf if none did. The targets are losses log-spaced from 1e2 "
-        "to 1e-8 (shown: those that some run reached and not every run at its first step), then the dataset's "
-        "success criterion. The interval is a 95 % bootstrap of simulated restarts (draw runs with replacement "
+        "to 1e-8 (shown: those that some run reached, not every run at its first step, and no solved run "
+        "stopped above, since a solved run stops and would look like a failure below its last loss), then the "
+        "dataset's success criterion. The interval is a 95 % bootstrap of simulated restarts (draw runs with replacement "
         "until one reaches the target); all tables are in `tables/`.",
         "",
     ]
