@@ -193,7 +193,7 @@ def test_summary_for_display() -> None:
         "success",
         "95% CI",
         "median cost to success",
-        "ERT",
+        "aRT to success",
         "median final loss",
         "statuses",
     ]

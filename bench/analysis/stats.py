@@ -262,7 +262,7 @@ def summary_for_display(summary_df: pd.DataFrame) -> pd.DataFrame:
     -------
     DataFrame
         Columns ``dataset, optimizer, success`` ("17/20 (85%)"), ``95% CI`` ("0.64-0.95"),
-        ``median cost to success, ERT, median final loss`` (floats) and ``statuses``
+        ``median cost to success, aRT to success, median final loss`` (floats) and ``statuses``
         ("solved 17, stuck 3", non-zero counts only); after an analysis also ``end points of
         failures`` ("saddle 2, saturated 1").
     """
@@ -284,7 +284,7 @@ def summary_for_display(summary_df: pd.DataFrame) -> pd.DataFrame:
             ],
             "95% CI": [f"{low:.2f}-{high:.2f}" for low, high in zip(s["success_low"], s["success_high"], strict=True)],
             "median cost to success": s["median_cost_to_success"].astype(float),
-            "ERT": s["ert"].astype(float),
+            "aRT to success": s["ert"].astype(float),
             "median final loss": s["median_final_loss"].astype(float),
             "statuses": [statuses(row) for _, row in s.iterrows()],
         }

@@ -242,8 +242,9 @@ def write_report(
     lines += [f"- **{status}**: {meaning}" for status, meaning in status_meanings(stopping).items()]
     lines += [
         "",
-        "ERT (expected running time) is the total cost of all runs divided by the number "
-        "of solved runs (inf if none solved); cost is counted in forward-pass units.",
+        "aRT to success (COCO's average runtime, the expected running time or ERT of older papers; the column "
+        "`ert` of `Results.summary()`) is the total cost of all runs divided by the number of solved runs (inf if "
+        "none solved); cost is counted in forward-pass units.",
         "",
     ]
     if comparison:
