@@ -185,8 +185,9 @@ def test_art_table_by_hand_and_reproducible():
     pd.testing.assert_frame_equal(
         art_table(runs, hits, seed=5, replicates=2000), art_table(runs, hits, seed=5, replicates=2000)
     )
-    # The interval is the bootstrap of the stream named by the seed, dataset, optimizer and target.
-    boot = art_bootstrap([10.0, np.nan], [10.0, 100.0], seeding.generator(5, "art", "d", "o", "success"), 2000)
+    # The interval is the bootstrap of the stream named by the seed, dataset and target (common to
+    # every optimizer: identical runs give identical intervals).
+    boot = art_bootstrap([10.0, np.nan], [10.0, 100.0], seeding.generator(5, "art", "d", "success"), 2000)
     assert table.loc["success", "art_high"] == np.quantile(boot, 0.975, method="inverted_cdf")
 
 
@@ -339,3 +340,28 @@ def test_a_dataset_nobody_solved_gets_no_success_metric_panel():
     assert "no optimizer solved: never" in fig.get_supxlabel()
     none = figure_success_metric(table[table["dataset"] == "never"])
     assert "no optimizer solved a run" in none.axes[0].texts[0].get_text()
+
+
+def test_the_ecdf_and_profile_figures_draw_their_tables():
+    from bench.report.compare_plots import figure_ecdf, figure_profiles
+
+    runs, hits, curves = hits_and_runs()
+    two = pd.concat([hits, hits.assign(optimizer="p", cell="c2")], ignore_index=True)
+    runs2 = pd.concat([runs, runs.assign(optimizer="p", cell="c2")], ignore_index=True)
+    table = ecdf_table(runs2, two, pd.concat([curves, curves.assign(cell="c2")]), samples=200)
+    fig = figure_ecdf(table)
+    panel = fig.axes[0]
+    drawn = {line.get_label(): line for line in panel.get_lines() if line.get_label() in ("o", "p")}
+    for optimizer, line in drawn.items():
+        mine = table[(table["dataset"] == "d") & (table["optimizer"] == optimizer)]
+        np.testing.assert_array_equal(line.get_ydata(), mine["share"])
+    # identical data: drawn in turns, the second dashed, and named under the panel
+    assert drawn["o"].get_linestyle() == "-" and drawn["p"].get_linestyle() != "-"
+    assert any("same curve: o = p" in t.get_text() for t in panel.texts)
+    ratios = performance_profile(art_rows({("d1", "A"): 100.0, ("d1", "B"): 300.0}))
+    ratios = ratios.merge(profile_scores(ratios)[["optimizer", "score"]], on="optimizer")
+    profile = figure_profiles(ratios)
+    lines = {line.get_label(): line for line in profile.axes[0].get_lines() if line.get_label() in ("A", "B")}
+    tau = lines["B"].get_xdata()
+    np.testing.assert_array_equal(lines["B"].get_ydata(), (tau >= 3.0).astype(float))
+    assert [t.get_text() for t in profile.legends[0].get_texts()] == ["A  (score 1.00)", "B  (score 0.33)"]

@@ -117,14 +117,16 @@ def art_table(
     targets: list[str] | None = None,
 ) -> pd.DataFrame:
     """aRT per dataset, optimizer and target, with its bootstrap interval (simulated restarts,
-    seeded per dataset, optimizer and target, so the same seed gives the same interval)."""
+    seeded per dataset and target: every optimizer draws from the same stream, so identical runs
+    give identical intervals and differences are not bootstrap noise; the same seed, the same
+    intervals)."""
     table = runtimes(runs, hits)
     if targets is not None:
         table = table[table["target"].isin(targets)]
     tail = (1 - confidence) / 2
     rows = []
     for (dataset, optimizer, target), group in table.groupby([*GROUP, "target"], sort=False):
-        rng = seeding.generator(seed, "art", dataset, optimizer, target)
+        rng = seeding.generator(seed, "art", dataset, target)  # common to all optimizers
         hit, total = group["cost"].to_numpy(), group["run_cost"].to_numpy()
         low, high = np.quantile(art_bootstrap(hit, total, rng, replicates), [tail, 1 - tail], method="inverted_cdf")
         rows.append(
@@ -185,7 +187,9 @@ def ecdf_table(
 
     Columns: dataset, optimizer, cost (a log grid from 1 to ``reach`` x the budget), relative_cost
     (cost / budget), share (of (target, simulated run) pairs reached within that cost), targets.
-    The aggregate weighs every dataset equally, on the relative-cost grid.
+    The aggregate weighs every dataset equally, on the relative-cost grid.  The simulated runs
+    of a dataset and target draw from one stream for every optimizer (common random numbers), so
+    optimizers with identical runs get identical curves.
     """
     table = runtimes(runs, hits)
     targets = informative_targets(runs, curves, hits)
@@ -198,7 +202,7 @@ def ecdf_table(
             simulated_restarts(
                 t["cost"].to_numpy(),
                 t["run_cost"].to_numpy(),
-                seeding.generator(seed, "ecdf", dataset, optimizer, name),
+                seeding.generator(seed, "ecdf", dataset, name),
                 samples,
             )
             for name, t in mine.groupby("target", sort=False)
