@@ -237,3 +237,106 @@ def test_softmax_gradient_with_soft_targets():
     _, grad = net.loss_and_grad(theta, X, Y)
     numeric = central_differences(net, theta, X, Y)
     assert np.linalg.norm(grad - numeric) <= 1e-7 * np.linalg.norm(numeric)
+
+
+def test_he_init_draws_centred_weights_and_zero_biases():
+    """He: weights N(0, 2 / n_in) in every layer (centred, not just the right spread), biases 0."""
+    net = MLP([4, 50, 3])
+    theta = net.init(np.random.default_rng(4), 200, "he")
+    for (W, b), lay in zip(net.unflatten(theta), net.layers):
+        sd = np.sqrt(2 / lay.n_in)
+        assert abs(W.mean()) < 5 * sd / np.sqrt(W.size)
+        assert W.std() == pytest.approx(sd, rel=0.05)
+        assert np.all(b == 0)
+
+
+def plain_softmax_cross_entropy(net: MLP, row: np.ndarray, X: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
+    """Loss and probabilities of one parameter row by a plain forward pass and log-sum-exp."""
+    a = X
+    layers = net.unflatten(row)
+    for W, b in layers[:-1]:
+        a = np.tanh(a @ W[0] + b[0])
+    W, b = layers[-1]
+    z = a @ W[0] + b[0]
+    m = z.max(axis=1, keepdims=True)
+    log_norm = m + np.log(np.exp(z - m).sum(axis=1, keepdims=True))
+    return float(np.sum(Y * (log_norm - z))), np.exp(z - log_norm)
+
+
+def test_softmax_cross_entropy_with_tied_top_logits():
+    """Tied largest logits (zero weights: every class ties) give log K per pattern and p = 1/K,
+    and the gradient there is the central differences'."""
+    net = MLP([2, 3, 4], "tanh", "softmax", "cross_entropy", "sum")
+    X = np.random.default_rng(8).normal(size=(5, 2))
+    Y = np.eye(4)[[0, 1, 2, 3, 1]]
+    theta = np.zeros((1, net.n_params))
+    loss, grad, out = net.evaluate(theta, X, Y)
+    assert loss[0] == pytest.approx(5 * np.log(4), rel=1e-14)
+    np.testing.assert_allclose(out[0], 0.25, rtol=1e-14)
+    np.testing.assert_allclose(grad, central_differences(net, theta, X, Y), rtol=0, atol=1e-8)
+    # Two of three classes tie at the top: log(2 e + 1) - z_target.
+    net = MLP([1, 3], "identity", "softmax", "cross_entropy", "sum")
+    theta = np.array([[0.0, 0.0, 0.0, 1.0, 1.0, 0.0]])  # W = 0, b = (1, 1, 0)
+    X, Y = np.zeros((2, 1)), np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    expected = 2 * np.log(2 * np.e + 1) - 1.0
+    assert net.loss(theta, X, Y)[0] == pytest.approx(expected, rel=1e-14)
+    np.testing.assert_allclose(net.forward(theta, X)[0, 0], np.array([np.e, np.e, 1]) / (2 * np.e + 1), rtol=1e-14)
+
+
+def test_softmax_gradient_with_one_hot_and_soft_targets_mixed():
+    """Some patterns one-hot, others soft with sums other than 1: each pattern's delta is
+    p * sum(t) - t, checked against central differences."""
+    rng = np.random.default_rng(10)
+    net = MLP([2, 3, 3], "tanh", "softmax", "cross_entropy", "sum")
+    theta = net.init(rng, 2, "glorot")
+    X = rng.normal(size=(4, 2))
+    Y = np.vstack([np.eye(3)[[0, 2]], rng.random((2, 3)) * 2])
+    _, grad = net.loss_and_grad(theta, X, Y)
+    numeric = central_differences(net, theta, X, Y)
+    assert np.linalg.norm(grad - numeric) <= 1e-7 * np.linalg.norm(numeric)
+
+
+def test_softmax_with_more_than_32_classes():
+    """Many classes (the max over classes takes another path): loss and probabilities equal a
+    plain log-sum-exp per row, and the gradient is the central differences'."""
+    rng = np.random.default_rng(11)
+    net = MLP([3, 4, 40], "tanh", "softmax", "cross_entropy", "mean")
+    theta = net.init(rng, 2, "glorot", 3.0)
+    X = rng.normal(size=(5, 3))
+    Y = np.eye(40)[rng.integers(0, 40, 5)]
+    loss, grad, out = net.evaluate(theta, X, Y)
+    for r in range(2):
+        plain_loss, plain_p = plain_softmax_cross_entropy(net, theta[r], X, Y)
+        assert loss[r] == pytest.approx(plain_loss / 5, rel=1e-12)
+        np.testing.assert_allclose(out[r], plain_p, rtol=1e-12, atol=1e-300)
+    numeric = central_differences(net, theta, X, Y)
+    assert np.linalg.norm(grad - numeric) <= 1e-7 * np.linalg.norm(numeric)
+
+
+def test_a_batch_larger_than_one_cache_group_at_the_real_group_size():
+    """With many patterns a batch splits into several groups at the module's own group size;
+    every row's loss and outputs are a plain forward pass's, its gradient a single row's."""
+    net = MLP([2, 1, 1], "tanh", "sigmoid", "mse", "mean")
+    rng = np.random.default_rng(12)
+    n, runs = 4096, 300  # groups of 2**19 // 4096 = 128 rows: 3 groups, the last short
+    X, Y = rng.normal(size=(n, 2)), rng.random((n, 1))
+    theta = net.init(rng, runs, "uniform", 1.0)
+    loss, grad, out = net.evaluate(theta, X, Y)
+    (W1, b1), (W2, b2) = net.unflatten(theta)
+    for r in range(runs):
+        o = 1 / (1 + np.exp(-(np.tanh(X @ W1[r] + b1[r]) @ W2[r] + b2[r])))
+        np.testing.assert_allclose(out[r], o, rtol=1e-13)
+        assert loss[r] == pytest.approx(0.5 * np.sum((o - Y) ** 2) / n, rel=1e-12)
+    for r in (0, 127, 128, 299):
+        np.testing.assert_allclose(grad[r], net.loss_and_grad(theta[r], X, Y)[1][0], rtol=0, atol=1e-15)
+
+
+def test_layers_are_immutable_values():
+    """A net's layout (its Layer records) cannot be changed after construction, and equal
+    layouts compare and hash equal."""
+    import dataclasses
+
+    net = MLP([2, 3, 1])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        net.layers[0].n_out = 4
+    assert hash(net.layers) == hash(MLP([2, 3, 1]).layers) and net.layers == MLP([2, 3, 1]).layers

@@ -430,3 +430,16 @@ def test_the_figures_draw_without_warnings(tmp_path) -> None:
         }.items():
             path = plots.save(fig, tmp_path / f"{name}.png")
             assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_band_far_below_the_medians_leaves_the_panel_instead_of_crushing_them():
+    from bench.report.plots import BAND_DECADES, figure_convergence
+
+    rows = []
+    for run in range(8):
+        deep = run < 3  # over a quarter of the runs saturate towards 1e-250
+        for cost, loss in ((1, 2.0), (10, 0.5), (100, 1e-250 if deep else 0.1)):
+            rows.append({"dataset": "digits", "optimizer": "rprop", "run": run, "cost": cost, "best_loss": loss})
+    ax = figure_convergence(pd.DataFrame(rows)).axes[0]
+    low, high = ax.get_ylim()
+    assert low == pytest.approx(0.1 / BAND_DECADES) and high > 2.0

@@ -36,6 +36,7 @@ from bench.report.colours import STATUS_COLOURS  # noqa: E402
 DPI = 110
 MAX_COLUMNS = 4
 COST_LABEL = "cost (forward-pass units)"
+BAND_DECADES = 1e3  # a convergence panel shows its bands down to this factor below its lowest median
 Palette = dict[str, tuple[float, float, float]]
 
 # Strong colours that stay apart from each other (CIEDE2000 distance >= 16 between any two, the
@@ -500,6 +501,12 @@ def figure_convergence(curves: pd.DataFrame, palette: Palette | None = None, n_p
         if np.isfinite(panel["median"].to_numpy(float)).any():
             ax.set_xscale("log")
             _log_loss_axis(ax, "y")
+            # The axis is for the medians: a band reaching far lower (a quarter of the runs driven
+            # to 1e-250 by saturation) leaves through the bottom rather than crush them flat.
+            medians = panel["median"].clip(lower=floor).to_numpy(float)
+            lowest = np.nanmin(medians[np.isfinite(medians)])
+            if np.nanmin(panel["q25"].clip(lower=floor).to_numpy(float)) < lowest / BAND_DECADES:
+                ax.set_ylim(bottom=lowest / BAND_DECADES)
         else:
             ax.text(0.5, 0.5, "no finite losses", ha="center", va="center", transform=ax.transAxes)
         ax.set_title(dataset)
