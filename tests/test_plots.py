@@ -443,3 +443,17 @@ def test_a_band_far_below_the_medians_leaves_the_panel_instead_of_crushing_them(
     ax = figure_convergence(pd.DataFrame(rows)).axes[0]
     low, high = ax.get_ylim()
     assert low == pytest.approx(0.1 / BAND_DECADES) and high > 2.0
+
+
+def test_the_fixed_budget_axis_is_for_the_medians_too():
+    from bench.report.compare_plots import figure_fixed_budget
+    from bench.report.plots import BAND_DECADES
+
+    rows = [
+        {"dataset": "digits", "optimizer": "rprop", "share": share, "run": run, "best_loss": 1e-250 if run < 3 else 0.1}
+        for share in (0.1, 0.3, 1.0)
+        for run in range(8)
+    ]
+    ax = figure_fixed_budget(pd.DataFrame(rows)).axes[0]
+    low, high = ax.get_xlim()
+    assert low == pytest.approx(0.1 / BAND_DECADES) and high == pytest.approx(0.15)

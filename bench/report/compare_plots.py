@@ -16,6 +16,7 @@ from bench.analysis import convergence_table
 from bench.analysis.compare import TAU_MAX, profile_curve
 from bench.report.colours import STATUS_COLOURS
 from bench.report.plots import (
+    BAND_DECADES,
     COST_LABEL,
     MAX_COLUMNS,
     Palette,
@@ -78,6 +79,12 @@ def figure_fixed_budget(fixed: pd.DataFrame, palette: Palette | None = None) -> 
         panel = fixed[(fixed["dataset"] == dataset) & np.isfinite(fixed["best_loss"])]
         if len(panel) and (panel["best_loss"] > 0).all():
             _log_loss_axis(ax, "x")
+        quartiles = panel.groupby(["optimizer", "share"], sort=False)["best_loss"].quantile([0.25, 0.5, 0.75])
+        if len(quartiles) and (panel["best_loss"] > 0).all():
+            # The axis is for the medians: a quartile far below them (saturated runs) leaves the panel.
+            medians, spread = quartiles.xs(0.5, level=-1), quartiles.xs(0.25, level=-1)
+            if spread.min() < medians.min() / BAND_DECADES:
+                ax.set_xlim(medians.min() / BAND_DECADES, 1.5 * quartiles.max())
         for (optimizer, share), group in panel.groupby(["optimizer", "share"], sort=False):
             q25, median, q75 = np.quantile(group["best_loss"], [0.25, 0.5, 0.75])
             y = order.index(optimizer) + {0.1: -0.22, 0.3: 0.0, 1.0: 0.22}[share]

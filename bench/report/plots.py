@@ -506,7 +506,7 @@ def figure_convergence(curves: pd.DataFrame, palette: Palette | None = None, n_p
             medians = panel["median"].clip(lower=floor).to_numpy(float)
             lowest = np.nanmin(medians[np.isfinite(medians)])
             if np.nanmin(panel["q25"].clip(lower=floor).to_numpy(float)) < lowest / BAND_DECADES:
-                ax.set_ylim(bottom=lowest / BAND_DECADES)
+                ax.set_ylim(lowest / BAND_DECADES, 1.5 * np.nanmax(panel["q75"].to_numpy(float)))
         else:
             ax.text(0.5, 0.5, "no finite losses", ha="center", va="center", transform=ax.transAxes)
         ax.set_title(dataset)
