@@ -53,6 +53,7 @@ TESTS = {
     ],
     "bench/hessian.py": ["tests/test_hessian.py"],
     "bench/analysis/stats.py": ["tests/test_analysis.py", "tests/test_report.py"],
+    "bench/analysis/compare.py": ["tests/test_compare.py"],
     "bench/analysis/endpoints.py": ["tests/test_endpoints.py"],
     "bench/analysis/attractors.py": ["tests/test_attractors.py"],
     "bench/analysis/landscape.py": ["tests/test_attractors.py", "tests/test_endpoints.py"],
