@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import ks_2samp
+from scipy.stats import ks_2samp, mannwhitneyu
 
 from bench import seeding
 from bench.analysis.compare import (
     art_bootstrap,
     art_table,
     average_runtime,
+    compare_folders,
     ecdf_table,
     fixed_budget_table,
     holm,
@@ -276,9 +277,9 @@ def test_the_success_metric_of_an_accuracy_criterion_is_its_median_curve():
     assert (table["metric"] == "test accuracy").all() and (table["target"] == 0.95).all()
 
 
-def status_runs(rows: dict[str, list[float]]) -> pd.DataFrame:
+def status_runs(rows: dict[str, list[float]], dataset="d") -> pd.DataFrame:
     """Runs of one dataset: per optimizer, cost to success (NaN: not solved, spending 100)."""
-    frame = runs_table(rows)
+    frame = runs_table(rows, dataset)
     solved = frame["cost_to_success"].notna()
     return frame.assign(status=np.where(solved, "solved", "stuck"), cost=frame["cost_to_success"].fillna(100.0))
 
@@ -365,3 +366,189 @@ def test_the_ecdf_and_profile_figures_draw_their_tables():
     tau = lines["B"].get_xdata()
     np.testing.assert_array_equal(lines["B"].get_ydata(), (tau >= 3.0).astype(float))
     assert [t.get_text() for t in profile.legends[0].get_texts()] == ["A  (score 1.00)", "B  (score 0.33)"]
+
+
+# ----------------------------------------------------------------------------- order, defaults, sides
+
+LOSS = {"0.5": 0.5, "0.25": 0.25, "success": np.nan}
+
+
+def cell(dataset, optimizer, hits_per_run, costs, budget=100):
+    """Runs, hits and curves of one cell: ``hits_per_run[r]`` maps a target to run r's cost to it
+    (NaN: not reached), ``costs[r]`` is its whole cost; every run's first evaluation is at cost 1."""
+    ident = {"dataset": dataset, "optimizer": optimizer, "cell": f"{dataset}/{optimizer}", "budget": budget}
+    hits = [
+        {**ident, "run": r, "target": t, "target_loss": LOSS[t], "cost": c}
+        for r, targets in enumerate(hits_per_run)
+        for t, c in targets.items()
+    ]
+    runs = [{**ident, "run": r, "cost": c, "status": "stuck", "best_loss": 0.2} for r, c in enumerate(costs)]
+    curves = [{**ident, "run": r, "cost": 1.0} for r in range(len(costs))]
+    return pd.DataFrame(runs), pd.DataFrame(hits), pd.DataFrame(curves)
+
+
+def cells(*parts):
+    return tuple(pd.concat(tables, ignore_index=True) for tables in zip(*parts))
+
+
+ORDER = [(d, o) for d in ("zeta", "alpha") for o in ("b", "a")]  # the config's order, not alphabetical
+
+
+def ordered_tables():
+    both = {"0.5": 10.0, "0.25": 20.0, "success": 20.0}
+    half = {"0.5": 30.0, "0.25": np.nan, "success": np.nan}
+    return cells(*[cell(d, o, [both, half], [20.0, 100.0]) for d, o in ORDER])
+
+
+def test_the_tables_keep_the_order_of_first_appearance():
+    runs, hits, curves = ordered_tables()
+    targets = informative_targets(runs, curves, hits)
+    assert list(targets.items()) == [("zeta", ["0.5", "0.25", "success"]), ("alpha", ["0.5", "0.25", "success"])]
+    art = art_table(runs, hits, replicates=20)
+    assert list(zip(art["dataset"], art["optimizer"], art["target"])) == [
+        (d, o, t) for d, o in ORDER for t in ("0.5", "0.25", "success")
+    ]
+    ecdf = ecdf_table(runs, hits, curves, samples=10)
+    assert list(dict.fromkeys(zip(ecdf["dataset"], ecdf["optimizer"]))) == [*ORDER, ("all", "b"), ("all", "a")]
+    assert ecdf.index.equals(pd.RangeIndex(len(ecdf)))
+    tests = pairwise_tests(runs.assign(final_loss=runs["cost"], cost_to_success=runs["cost"]))
+    assert list(zip(tests["dataset"], tests["metric"], tests["a"], tests["b"])) == [
+        (d, m, "b", "a") for d in ("zeta", "alpha") for m in ("final loss", "cost to success")
+    ]
+
+
+def test_the_ecdf_grid_runs_from_1e_4_to_ten_budgets_in_121_points():
+    runs, hits, curves = ordered_tables()
+    table = ecdf_table(runs, hits, curves, samples=10)
+    for _, group in table.groupby(["dataset", "optimizer"]):
+        np.testing.assert_allclose(group["relative_cost"], np.geomspace(1e-4, 10.0, 121))
+    mine = table[table["dataset"] != "all"]
+    np.testing.assert_allclose(mine["cost"], 100 * mine["relative_cost"])
+
+
+def test_a_cell_of_one_run_and_one_target():
+    runs, hits, curves = cell("d", "o", [{"success": 5.0}], [5.0])
+    art = art_table(runs, hits, replicates=10).iloc[0]
+    assert (art["runs"], art["reached"], art["art"], art["art_low"], art["art_high"]) == (1, 1, 5.0, 5.0, 5.0)
+    table = ecdf_table(runs, hits, curves, samples=10)
+    mine = table[table["dataset"] == "d"]
+    np.testing.assert_array_equal(mine["share"], (mine["cost"] >= 5.0).astype(float))
+    assert (mine["targets"] == 1).all()
+
+
+def test_the_defaults_are_the_documented_ones():
+    # 1,000 replicates (README), and the default seed is the config's default (0)
+    runs, hits, curves = cell("d", "o", [{"0.5": h, "success": h} for h in HIT], TOTAL)
+    pd.testing.assert_frame_equal(art_table(runs, hits), art_table(runs, hits, seed=0, replicates=1000))
+    assert not art_table(runs, hits).equals(art_table(runs, hits, seed=1))
+    pd.testing.assert_frame_equal(ecdf_table(runs, hits, curves), ecdf_table(runs, hits, curves, seed=0))
+    assert not ecdf_table(runs, hits, curves).equals(ecdf_table(runs, hits, curves, seed=1))
+
+
+def test_significance_is_a_holm_p_below_five_percent():
+    # one run against 39, all lower: the exact two-sided p of U = 0 is 2 / 40 = 0.05, not below 5 %
+    edge = pairwise_tests(runs_table({"x": [0.0], "y": list(np.arange(1.0, 40.0))}))
+    assert (edge["p_holm"] == 0.05).all() and not edge["significant"].any()
+    # 3 runs against 5: U = 1 gives p = 4 / 56 (about 0.07), U = 0 gives 2 / 56 (about 0.036)
+    near = pairwise_tests(runs_table({"x": [1.0, 2.0, 4.0], "y": [3.0, 5.0, 6.0, 7.0, 8.0]}))
+    assert np.allclose(near["p_holm"], 4 / 56) and not near["significant"].any()
+    below = pairwise_tests(runs_table({"x": [1.0, 2.0, 3.0], "y": [4.0, 5.0, 6.0, 7.0, 8.0]}))
+    assert np.allclose(below["p_holm"], 2 / 56) and below["significant"].all()
+
+
+def test_mann_whitney_ranks_inf_last_and_ties_it_with_itself():
+    x = [1.0, np.inf, 5.0, np.inf]
+    y = [np.nan, 2.0, 3.0, np.nan, np.nan]  # not reached: inf
+    row = pairwise_tests(runs_table({"x": x, "y": y})).iloc[0]
+    by_hand = mannwhitneyu([1.0, 99.0, 5.0, 99.0], [99.0, 2.0, 3.0, 99.0, 99.0], alternative="two-sided")
+    assert row["U"] == by_hand.statistic and row["p"] == pytest.approx(by_hand.pvalue)
+    # all tied (never reached): U is its mean n_a n_b / 2 and p is 1
+    tied = pairwise_tests(runs_table({"x": [np.nan] * 3, "y": [np.nan] * 5}))
+    assert (tied["U"] == 7.5).all() and (tied["p"] == 1.0).all()
+    np.testing.assert_allclose(holm([0.6, 0.9]), [1.0, 1.0])  # 2 x 0.6 is capped at 1
+
+
+def test_ranking_reads_the_effect_on_either_side_of_the_pair():
+    fast, mid, slow = (list(np.arange(1.0, 21.0) + shift) for shift in (0, 10, 20))
+    late = [v + 0.5 for v in mid]  # not separable from mid
+    # zeta: the better optimizer is b of every pair; alpha: it is a
+    zeta = runs_table({"slow": slow, "mid": mid, "fast": fast}, dataset="zeta")
+    alpha = runs_table({"fast": fast, "mid": mid, "late": late, "slow": slow}, dataset="alpha")
+    runs = pd.concat([zeta, alpha], ignore_index=True).assign(final_loss=0.1)  # final loss: all tied
+    tests = pairwise_tests(runs)
+    cost = tests[tests["metric"] == "cost to success"].set_index(["dataset", "a", "b"])
+    # 10 of 20 overlap: 45 pairs lower and 10 ties out of 400
+    assert cost.loc[("zeta", "slow", "mid"), "A"] == 0.125 and cost.loc[("alpha", "fast", "mid"), "A"] == 0.875
+    assert cost.loc[("zeta", "slow", "fast"), "A"] == 0.0 and cost.loc[("alpha", "fast", "slow"), "A"] == 1.0
+    assert cost["significant"].sum() == 3 + 5  # all but mid / late
+    rank = ranking(runs, tests)
+    assert list(rank.columns) == ["dataset", "optimizer", "rank", "median", "beats"]
+    assert rank[["dataset", "optimizer", "rank", "beats"]].values.tolist() == [
+        ["zeta", "fast", 1, 2],
+        ["zeta", "mid", 2, 1],
+        ["zeta", "slow", 3, 0],
+        ["alpha", "fast", 1, 3],
+        ["alpha", "mid", 2, 1],
+        ["alpha", "late", 2, 1],
+        ["alpha", "slow", 4, 0],
+    ]
+    assert rank["median"].tolist() == [10.5, 20.5, 30.5, 10.5, 20.5, 21.0, 30.5]
+    # On final loss nobody is separated: one rank, in the config's order.
+    loss = ranking(runs, tests, metric="final loss")
+    assert loss["optimizer"].tolist() == ["slow", "mid", "fast", "fast", "mid", "late", "slow"]
+    assert (loss["rank"] == 1).all() and (loss["beats"] == 0).all()
+
+
+def folder_runs(cells: dict[tuple[str, str], tuple[list[float], list[float]]]) -> pd.DataFrame:
+    """Runs per (dataset, optimizer): cost to success (NaN: not solved, spending 100) and final loss."""
+    frames = []
+    for (dataset, optimizer), (cost, loss) in cells.items():
+        frames.append(status_runs({optimizer: cost}, dataset).assign(final_loss=loss))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_compare_folders_names_the_better_folder_on_either_side():
+    fast, slow = list(np.arange(1.0, 21.0)), list(np.arange(60.0, 80.0))
+    never, low, high = [np.nan] * 20, list(np.arange(0.0, 0.2, 0.01)), list(np.arange(0.5, 0.7, 0.01))
+    a = folder_runs(
+        {
+            ("zeta", "b"): (slow, slow),
+            ("zeta", "a"): (fast, fast),
+            ("alpha", "b"): (never, low),
+            ("alpha", "a"): (never, high),
+        }
+    )
+    b = folder_runs(
+        {
+            ("zeta", "b"): (fast, fast),
+            ("zeta", "a"): (slow, slow),
+            ("alpha", "b"): (never, high),
+            ("alpha", "a"): (never, low),
+        }
+    )
+    table, alone = compare_folders(a, b)
+    assert alone == [] and list(zip(table["dataset"], table["optimizer"])) == ORDER
+    assert table["A cost"].tolist() == [0.0, 1.0, 0.5, 0.5] and table["A loss"].tolist() == [0.0, 1.0, 1.0, 0.0]
+    assert table["verdict"].tolist() == [
+        "B better (cost to success)",
+        "A better (cost to success)",
+        "A better (final loss)",  # the cost test cannot separate runs that never succeeded
+        "B better (final loss)",
+    ]
+    # one run against 39: p = 0.05 exactly on both metrics, not below 5 %
+    edge, _ = compare_folders(status_runs({"o": [0.0]}), status_runs({"o": list(np.arange(1.0, 40.0))}))
+    assert edge.loc[0, "p cost (Holm)"] == 0.05 and edge.loc[0, "verdict"] == "no difference detected"
+
+
+def test_profiles_keep_the_order_and_count_best_on():
+    ratios = performance_profile(
+        art_rows({("zeta", "b"): 100.0, ("zeta", "a"): 200.0, ("alpha", "b"): 300.0, ("alpha", "a"): 150.0})
+    )
+    assert list(ratios.columns) == ["dataset", "optimizer", "art", "ratio"]
+    assert ratios["ratio"].tolist() == [1.0, 2.0, 2.0, 1.0]
+    curve = profile_curve(ratios, [1.0, 2.0])
+    assert curve.index.equals(pd.RangeIndex(4)) and curve["optimizer"].tolist() == ["b", "b", "a", "a"]
+    assert curve["rho"].tolist() == [0.5, 1.0, 0.5, 1.0]
+    scores = profile_scores(ratios)  # a tie: in order of first appearance
+    assert scores["optimizer"].tolist() == ["b", "a"] and scores["best_on"].tolist() == [1, 1]
+    assert scores["score"].tolist() == pytest.approx([0.5 * (1 + 2 / 3)] * 2)

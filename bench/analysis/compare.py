@@ -185,7 +185,7 @@ def ecdf_table(
 ) -> pd.DataFrame:
     """Runtime ECDFs per dataset and optimizer, and aggregated over datasets (``dataset`` "all").
 
-    Columns: dataset, optimizer, cost (a log grid from 1 to ``reach`` x the budget), relative_cost
+    Columns: dataset, optimizer, cost (a log grid of ``points`` from 1e-4 to ``reach`` x the budget), relative_cost
     (cost / budget), share (of (target, simulated run) pairs reached within that cost), targets.
     The aggregate weighs every dataset equally, on the relative-cost grid.  The simulated runs
     of a dataset and target draw from one stream for every optimizer (common random numbers), so
