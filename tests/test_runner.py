@@ -195,6 +195,8 @@ def test_hits_and_fixed_budgets_match_a_curve_recorded_at_every_step(tiny):
             assert success["cost"] == row["cost_to_success"] or (
                 np.isnan(success["cost"]) and row["status"] != "solved"
             )
+            # a solved run stops at its success: its best loss then is its best loss
+            assert success["loss"] == row["best_loss"] if row["status"] == "solved" else np.isnan(success["loss"])
             for share, column in ((0.1, "best_loss_10pct"), (0.3, "best_loss_30pct")):
                 within = curve[curve["cost"] <= share * budget]["best_loss"]
                 assert row[column] == (within.min() if len(within) else np.inf), (cell.optimizer.label, run, share)
