@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import random
 
 import numpy as np
@@ -293,3 +295,160 @@ def test_each_variation_probability_is_honoured(crossover_probability, mutation_
     else:
         trials, hits, p = 200 * 50, touched, mutation_probability
     assert binomtest(int(hits), trials, p).pvalue > 1e-4
+
+
+# ---------------------------------------------------------------------------- mutation-testing gaps
+
+
+def test_settings_are_immutable():
+    s = GASettings()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.population_size = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("count", [None, 1, 4])
+def test_init_refuses_a_wrong_number_of_generators(count):
+    ga = GeneticAlgorithm(GASettings(population_size=6))
+    rngs = None if count is None else np.array(run_generators(range(count)), dtype=object)
+    with pytest.raises(ValueError, match="ga needs one random generator per run: 3 runs"):
+        ga.init(start(range(3)), xor_problem(3).view(), rngs)
+
+
+def test_fitness_is_deaps_single_objective_minimization():
+    """DEAP's convention for a minimized loss: weight -1, so the weighted value is -loss."""
+    assert creator.FitnessMin.weights == (-1.0,)
+    _, states, _ = evolve(range(2), 3, population_size=8)
+    for hall in states[-1].hall_of_fame:
+        for individual in hall:
+            assert individual.fitness.wvalues == (-individual.fitness.values[0],)
+
+
+def replay_vary(settings: GASettings, parents: np.ndarray, rng: np.random.Generator):
+    """varAnd as documented, one pair and one gene at a time, on the same draws."""
+    size, n_params = parents.shape
+    x = parents.copy()
+    touched = [False] * size
+    u_pairs = rng.random(size // 2)
+    crossed = [i for i in range(size // 2) if u_pairs[i] < settings.crossover_probability]
+    if crossed:
+        u = rng.random((len(crossed), n_params))
+        for k, i in enumerate(crossed):
+            a, b = 2 * i, 2 * i + 1
+            for j in range(n_params):
+                x1, x2, uj = x[a, j], x[b, j], u[k, j]
+                if settings.crossover == "blend":
+                    g = (1 + 2 * settings.blend_alpha) * uj - settings.blend_alpha
+                    x[a, j], x[b, j] = (1 - g) * x1 + g * x2, g * x1 + (1 - g) * x2
+                else:
+                    base = 2 * uj if uj <= 0.5 else 1 / (2 * (1 - uj))
+                    beta = base ** (1 / (settings.sbx_eta + 1))
+                    x[a, j] = 0.5 * ((1 + beta) * x1 + (1 - beta) * x2)
+                    x[b, j] = 0.5 * ((1 - beta) * x1 + (1 + beta) * x2)
+            touched[a] = touched[b] = True
+    u_mut = rng.random(size)
+    mutants = [i for i in range(size) if u_mut[i] < settings.mutation_probability]
+    if mutants:
+        mask = rng.random((len(mutants), n_params)) < settings.gene_probability
+        noise = iter(rng.standard_normal(int(mask.sum())))
+        for k, i in enumerate(mutants):
+            for j in range(n_params):
+                if mask[k, j]:
+                    x[i, j] += settings.mutation_sigma * next(noise)
+            touched[i] = True
+    return x, np.array(touched)
+
+
+@pytest.mark.parametrize("crossover", ["blend", "sbx"])
+@pytest.mark.parametrize("size", [10, 9])
+def test_vary_is_varand_on_the_documented_draws(crossover, size):
+    """Consecutive pairs crossed by the chosen operator, then Gaussian mutation; exactly the
+    crossed and the mutated individuals are marked for evaluation."""
+    settings = GASettings(
+        population_size=size,
+        crossover=crossover,
+        crossover_probability=0.5,
+        mutation_probability=0.3,
+        gene_probability=0.4,
+        blend_alpha=0.3,
+        sbx_eta=2.0,
+    )
+    ga = GeneticAlgorithm(settings)
+    data_rng = np.random.default_rng(11)
+    for seed in range(20):
+        parents = data_rng.normal(size=(size, 9))
+        got, touched = ga._vary(parents, np.random.default_rng(seed))
+        expected, expected_touched = replay_vary(settings, parents, np.random.default_rng(seed))
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(touched, expected_touched)
+        np.testing.assert_array_equal(got[~touched], parents[~touched])
+
+
+class RecordingView:
+    """A problem view that records every evaluated individual, per run, in evaluation order.
+    ``clone_draws``: the init distribution gives one row repeated (a population of duplicates)."""
+
+    def __init__(self, view, clone_draws: bool = False) -> None:
+        self.view, self.clone_draws = view, clone_draws
+        self.evaluated: dict[int, list] = {}
+
+    def draw(self, rng, count):
+        rows = self.view.draw(rng, 1 if self.clone_draws else count)
+        return np.repeat(rows, count, axis=0) if self.clone_draws else rows
+
+    def loss(self, theta, owners=None):
+        losses = self.view.loss(theta, owners)
+        owners = np.arange(len(theta)) if owners is None else owners
+        for genome, loss, run in zip(theta, losses.tolist(), np.asarray(owners).tolist()):
+            self.evaluated.setdefault(run, []).append((genome.copy(), loss))
+        return losses
+
+
+@pytest.mark.parametrize(("elite_count", "clone_draws"), [(0, False), (1, False), (3, False), (11, True)])
+def test_hall_of_fame_is_deaps_over_every_evaluated_individual(elite_count, clone_draws):
+    """Each run's hall of fame equals a hand-fed ``tools.HallOfFame(max(elite_count, 1))`` given
+    every individual the run evaluated (also while it is not yet full: a population of copies)."""
+    ga = GeneticAlgorithm(GASettings(population_size=12, elite_count=elite_count))
+    n_runs = 3
+    view = RecordingView(xor_problem(n_runs).view(), clone_draws)
+    state = ga.init(start(range(n_runs)), view, np.array(run_generators(range(n_runs)), dtype=object))
+    if clone_draws:
+        assert all(len(hall) == 2 for hall in state.hall_of_fame)  # theta0 and the repeated row
+    for _ in range(15):
+        state = ga.step(state, view)
+        for r in range(n_runs):
+            hand = tools.HallOfFame(max(elite_count, 1), similar=np.array_equal)
+            for genome, loss in view.evaluated[r]:
+                individual = creator.GAIndividual(genome)
+                individual.fitness = creator.FitnessMin((loss,))
+                hand.update([individual])
+            hall = state.hall_of_fame[r]
+            assert len(hall) == len(hand)
+            assert [e.fitness.values[0] for e in hall] == [e.fitness.values[0] for e in hand]
+            for ours, theirs in zip(hall, hand):
+                np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+    assert not clone_draws or all(len(hall) == 11 for hall in state.hall_of_fame)
+
+
+def test_elites_replace_the_worst_offspring():
+    """Replay selection and variation on copies of the generators: the new population is the
+    offspring with their ``elite_count`` worst losses replaced by the elites' losses."""
+    elite_count, size, n_runs = 3, 12, 3
+    ga = GeneticAlgorithm(GASettings(population_size=size, elite_count=elite_count))
+    problem = xor_problem(n_runs)
+    data, net = problem.data, problem.net
+    state = ga.init(start(range(n_runs)), problem.view(), np.array(run_generators(range(n_runs)), dtype=object))
+    for _ in range(10):
+        rngs = [copy.deepcopy(rng) for rng in state.rng]
+        elites = [[e.fitness.values[0] for e in hall[:elite_count]] for hall in state.hall_of_fame]
+        elite_genomes = [[np.asarray(e).copy() for e in hall[:elite_count]] for hall in state.hall_of_fame]
+        after = ga.step(state, problem.view())
+        for r in range(n_runs):
+            chosen = sel_tournament(state.fitness[r], size, ga.settings.tournament_size, rngs[r])
+            offspring, touched = ga._vary(state.population[r, chosen], rngs[r])
+            losses = state.fitness[r, chosen].copy()
+            losses[touched] = net.loss(offspring[touched], data.X_train, data.Y_train)
+            kept = sorted(losses.tolist())[: size - elite_count]
+            np.testing.assert_allclose(sorted(after.fitness[r].tolist()), sorted(kept + elites[r]), rtol=0, atol=1e-12)
+            for genome in elite_genomes[r]:
+                assert (after.population[r] == genome).all(axis=1).any()
+        state = after
