@@ -38,6 +38,7 @@ from numpy.typing import ArrayLike
 from scipy.stats import mannwhitneyu
 
 from bench import seeding
+from bench.analysis.stats import average_runtime
 from bench.runner import FIXED_BUDGETS, SUCCESS_TARGET, budget_column
 
 GROUP = ["dataset", "optimizer"]
@@ -52,16 +53,6 @@ def _order(frame: pd.DataFrame, column: str) -> list:
 
 
 # ----------------------------------------------------------------------------- aRT and restarts
-
-
-def average_runtime(hit_cost: ArrayLike, run_cost: ArrayLike) -> float:
-    """COCO's aRT: each run's cost up to its hit (NaN: not reached, then its whole cost), summed,
-    over the number of runs that reached the target; inf if none did."""
-    hit, total = np.asarray(hit_cost, float), np.asarray(run_cost, float)
-    reached = ~np.isnan(hit)
-    if not reached.any():
-        return float("inf")
-    return float(np.where(reached, hit, total).sum() / reached.sum())
 
 
 def simulated_restarts(hit_cost: ArrayLike, run_cost: ArrayLike, rng: np.random.Generator, size: int) -> np.ndarray:

@@ -68,6 +68,16 @@ def wilson_interval(
     return low, high
 
 
+def average_runtime(hit_cost: ArrayLike, run_cost: ArrayLike) -> float:
+    """COCO's aRT: each run's cost up to its hit (NaN: not reached, then its whole cost), summed,
+    over the number of runs that reached the target; inf if none did."""
+    hit, total = np.asarray(hit_cost, float), np.asarray(run_cost, float)
+    reached = ~np.isnan(hit)
+    if not reached.any():
+        return float("inf")
+    return float(np.where(reached, hit, total).sum() / reached.sum())
+
+
 def _group_summary(group: pd.DataFrame) -> dict[str, float]:
     """Counts, success statistics and medians of one (dataset, optimizer) group."""
     counts = {status: int((group["status"] == status).sum()) for status in STATUSES}
@@ -84,8 +94,8 @@ def _group_summary(group: pd.DataFrame) -> dict[str, float]:
         "success_low": low,
         "success_high": high,
         "median_cost_to_success": solved.median(),
-        # COCO's expected running time: the cost of failed runs is charged to the successes.
-        "ert": group["cost"].sum() / n_solved if n_solved else np.inf,
+        # COCO's average runtime to success: the cost of failed runs is charged to the successes.
+        "ert": average_runtime(group["cost"].where(group["status"] == "solved"), group["cost"]),
         "median_final_loss": float(np.median(final_loss)),
         "median_test_accuracy": group["test_accuracy"].median(),
     }
