@@ -197,13 +197,13 @@ def _run_local(feeder: _Feeder, batch: int | None, on_done: Callable[[Cell, Any]
 
     n_workers = min(workers, feeder.total)
     extra = added_entries()
-    pool = get_reusable_executor(
-        max_workers=n_workers,
-        timeout=60,
-        initializer=_die_with_parent,
-        initargs=(os.getpid(),),
-        reuse=True,
-    )
+    settings = {"max_workers": n_workers, "timeout": 60, "initializer": _die_with_parent, "initargs": (os.getpid(),)}
+    pool = get_reusable_executor(**settings, reuse=True)
+    manager = getattr(pool, "_executor_manager_thread", None)
+    if manager is not None and not manager.is_alive():
+        # loky starts a pool's manager thread once; a reused pool whose thread has ended would take
+        # jobs and never hand back a result (seen once: a test suite stuck in a fresh venv).
+        pool = get_reusable_executor(**settings, reuse=False)
     running: dict[Any, Cell] = {}
     try:
         while True:
