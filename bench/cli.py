@@ -67,8 +67,35 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="reuse cells computed by another version of the code (default: compute them again), and say so",
     )
+    run.add_argument(
+        "--tune",
+        action="store_true",
+        help="tune every optimizer first (bench tune), then run the tuned config on the experiment's own runs",
+    )
     run.add_argument("--no-analysis", action="store_true", help="skip the end-point analysis (bench analyze)")
     run.add_argument("--no-report", action="store_true", help="skip the figures and REPORT.md")
+
+    tune = sub.add_parser(
+        "tune",
+        help="tune every optimizer of a config with Optuna on the same budget; write tuned.toml",
+        description="Per dataset x optimizer, an Optuna study of [tuning] trials, each scored on [tuning] seeds "
+        "tuning runs (streams no experiment uses). Writes trials.parquet, TUNING.md, figures and tuned.toml (each "
+        "optimizer's best settings per dataset) into results/<experiment>/tuning-<hash>; rerun to resume.",
+    )
+    tune.add_argument("config", nargs="?", default="tune-quick", help="a config file or preset (default: tune-quick)")
+    tune.add_argument("--out", default="results", help="results root folder (default: results)")
+    tune.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a config value, e.g. --set tuning.trials=20")  # fmt: skip
+    tune.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="an Optuna storage URL, e.g. postgresql://host/db (default: a journal file in the tuning folder)",
+    )
+    tune.add_argument(
+        "--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes that take whole studies"
+    )
+    tune.add_argument("--batch", type=int, default=None, help="most runs per engine call (trials do not depend on it)")
 
     sub.add_parser("list", help="list datasets, optimizers (with settings and defaults) and presets")
 
@@ -167,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "list":
             return cmd_list()
+        if args.command == "tune":
+            return cmd_tune(args)
         if args.command == "validate":
             return cmd_validate(args)
         if args.command == "report":
@@ -229,9 +258,40 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune(args: argparse.Namespace) -> Path:
+    from bench import api, tune
+
+    if args.workers < 1:
+        raise ConfigError("--workers", "", f"must be >= 1, got {args.workers}")
+    if args.batch is not None and args.batch < 1:
+        raise ConfigError("--batch", "", f"must be >= 1, got {args.batch}")
+    config = api.resolve(args.config, args.overrides)
+    api.check(config, args.batch, args.workers, warn=lambda message: print(message, file=sys.stderr))
+    tuned = tune.tune(config, args.out, getattr(args, "storage", None), args.batch, args.workers)
+    print(f"\ntuning: {tuned.path / 'TUNING.md'} ({tuned.seconds:.1f} s)")
+    print(f"tuned config: {tuned.config_path}")
+    return tuned.config_path
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    try:
+        path = _tune(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted: every finished trial is in the journal; run the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"evaluate it on fresh seeds: {_prog()} run {path}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bench import analysis, api, executors, store
 
+    if args.tune:
+        try:
+            args.config, args.overrides = str(_tune(args)), []
+        except KeyboardInterrupt:
+            print("\ninterrupted while tuning: run the same command to resume", file=sys.stderr)
+            return EXIT_INTERRUPTED
     try:
         res = api.run(
             args.config,

@@ -219,14 +219,44 @@ class DatasetSpec:
         return mlp.MLP(self.layer_sizes(), m.activation, m.output, m.loss, m.reduction)
 
 
+TUNING_OBJECTIVES = ("art", "final_loss", "success_rate")
+TUNING_SAMPLERS = ("tpe", "random", "qmc", "cmaes")
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """How ``python -m bench tune`` tunes each dataset x optimizer entry (``bench.tune``).  It
+    does not change what a run computes, so it is not part of the config's hash.
+
+    trials : trials per dataset x optimizer, the same for every optimizer.
+    seeds : tuning runs per trial (seeds drawn from streams no experiment's runs use).
+    objective : "art" (aRT to success over the seeds), "final_loss" or "success_rate".
+    sampler : Optuna's "tpe", "random", "qmc" or "cmaes", seeded from the experiment's seed.
+    batch : trials asked together; their seeds run as one engine call.
+    space : per optimizer label or name, per setting: a range table, a list of choices, or a
+        fixed value (``optimizers.space``; resolved by ``tuning_space``).
+    """
+
+    trials: int = 40
+    seeds: int = 5
+    objective: str = "art"
+    sampler: str = "tpe"
+    batch: int = 8
+    space: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class OptimizerSpec:
     name: str
     label: str
     settings: Any  # the optimizer's settings dataclass
+    datasets: tuple[str, ...] | None = None  # the dataset labels it runs on (None: every dataset)
 
     def settings_dict(self) -> dict[str, Any]:
         return settings_dict(self.settings)
+
+    def runs_on(self, dataset_label: str) -> bool:
+        return self.datasets is None or dataset_label in self.datasets
 
 
 @dataclass(frozen=True)
@@ -243,6 +273,8 @@ class Config:
     source: str = "<config>"
     analysis: Analysis = field(default_factory=Analysis)
     plugins: tuple[str, ...] = ()  # modules imported first: they register datasets and optimizers
+    tuning: Tuning = field(default_factory=Tuning)
+    tuned: dict[str, Any] = field(default_factory=dict)  # written by bench tune: what tuning cost
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain values (what is hashed and written as config.toml)."""
@@ -258,6 +290,8 @@ class Config:
             "stopping": dataclasses.asdict(self.stopping),
             "record": dataclasses.asdict(self.record),
             "analysis": dataclasses.asdict(self.analysis),
+            "tuning": dataclasses.asdict(self.tuning),
+            **({"tuned": self.tuned} if self.tuned else {}),
             "datasets": [
                 {
                     "name": d.name,
@@ -270,22 +304,29 @@ class Config:
                 for d in self.datasets
             ],
             "optimizers": [
-                {"name": o.name, "label": o.label, **_drop_none(o.settings_dict())} for o in self.optimizers
+                {
+                    "name": o.name,
+                    "label": o.label,
+                    **({"datasets": list(o.datasets)} if o.datasets is not None else {}),
+                    **_drop_none(o.settings_dict()),
+                }
+                for o in self.optimizers
             ],
         }
 
     @property
     def hash(self) -> str:
-        """Hash of everything that decides the results (the description and the analysis
-        tolerances, which do not change training, are left out)."""
+        """Hash of everything that decides the results (the description, the analysis
+        tolerances and the tuning settings, which do not change training, are left out)."""
         content = self.to_dict()
         content["experiment"].pop("description")
-        content.pop("analysis")
+        for key in ("analysis", "tuning", "tuned"):
+            content.pop(key, None)
         return stable_hash(content)
 
     def cells(self) -> list[Cell]:
-        """One cell per dataset x optimizer entry, holding all runs."""
-        return [Cell(self, d, o) for d in self.datasets for o in self.optimizers]
+        """One cell per dataset x optimizer entry (on the datasets the entry names), holding all runs."""
+        return [Cell(self, d, o) for d in self.datasets for o in self.optimizers if o.runs_on(d.label)]
 
 
 @dataclass(frozen=True)
@@ -314,7 +355,12 @@ class Cell:
     def _identity(self, labels: bool) -> dict[str, Any]:
         c = self.config.to_dict()
         d = next(x for x in c["datasets"] if x["label"] == self.dataset.label)
-        o = next(x for x in c["optimizers"] if x["label"] == self.optimizer.label)
+        o = next(
+            x
+            for x in c["optimizers"]
+            if x["label"] == self.optimizer.label and self.dataset.label in x.get("datasets", [self.dataset.label])
+        )
+        o = {k: v for k, v in o.items() if k != "datasets"}  # which datasets it runs on: not its numbers
         if not labels:
             d, o = ({k: v for k, v in x.items() if k != "label"} for x in (d, o))
         return {
@@ -494,19 +540,41 @@ def from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
         for i, t in enumerate(raw_optimizers)
         for o in errors.check(lambda t=t, i=i: _read_optimizer(t, source, f"optimizers[{i}]"), [])
     )
-    errors.check(lambda: top.done(["experiment", "stopping", "record", "analysis", "model", "datasets", "optimizers"]))
+    tuning = errors.check(lambda: _read_tuning(top.take("tuning", dict, {}), source, opts), Tuning())
+    tuned = errors.check(lambda: top.take("tuned", dict, {}), {})
+    errors.check(
+        lambda: top.done(
+            ["experiment", "stopping", "record", "analysis", "tuning", "tuned", "model", "datasets", "optimizers"]
+        )
+    )
 
+    dataset_labels = [d.label for d in specs]
+    for i, o in enumerate(opts):
+        for label in o.datasets or ():
+            if label not in dataset_labels:
+                errors.errors.append(
+                    ConfigError(
+                        source,
+                        f"optimizers[{i}].datasets",
+                        f"no dataset is labelled {label!r}{did_you_mean(label, dataset_labels) or ''}; "
+                        f"dataset labels: {', '.join(dataset_labels)}",
+                    )
+                )
     for what, items in (("datasets", specs), ("optimizers", opts)):
         labels = [x.label for x in items]
         for label in sorted(set(labels), key=labels.index):
-            if labels.count(label) > 1:
+            same = [x for x in items if x.label == label]
+            # Entries may share a label when each runs on its own datasets (a tuned config).
+            runs_on = [set(getattr(x, "datasets", None) or dataset_labels) for x in same]
+            if len(same) > 1 and sum(map(len, runs_on)) != len(set().union(*runs_on)):
                 errors.errors.append(
                     ConfigError(source, what, f'two entries are labelled {label!r}; give each a distinct label = "..."')
                 )
     errors.raise_any()
     return Config(
-        name, seed, runs, budget, specs, opts, stopping, record, description, source, analysis, tuple(plugins)
-    )
+        name, seed, runs, budget, specs, opts, stopping, record, description, source, analysis, tuple(plugins),
+        tuning, tuned,
+    )  # fmt: skip
 
 
 def _read_name(exp: _Reader) -> str:
@@ -609,6 +677,99 @@ def _read_record(table: Any, source: str) -> Record:
     if rec.targets_per_decade < 1:
         raise r.error("targets_per_decade", f"must be >= 1, got {rec.targets_per_decade}")
     return rec
+
+
+def _read_tuning(table: Any, source: str, opts: tuple[OptimizerSpec, ...]) -> Tuning:
+    r = _Reader(table, source, "tuning")
+    default = Tuning()
+    space = r.take("space", dict, {})
+    tuning = Tuning(
+        trials=r.positive_int("trials", default.trials),
+        seeds=r.positive_int("seeds", default.seeds),
+        objective=r.take("objective", str, default.objective),
+        sampler=r.take("sampler", str, default.sampler),
+        batch=r.positive_int("batch", default.batch),
+        space=space,
+    )
+    _choice(r, "objective", tuning.objective, TUNING_OBJECTIVES)
+    _choice(r, "sampler", tuning.sampler, TUNING_SAMPLERS)
+    r.done(["trials", "seeds", "objective", "sampler", "batch", "space"])
+    names = sorted({o.label for o in opts} | {o.name for o in opts})
+    for key, table in space.items():
+        if key not in names:
+            raise r.error(
+                f"space.{key}", f"no optimizer is named or labelled {key!r}{did_you_mean(key, names) or ''}; "
+                f"optimizers: {', '.join(names)}"
+            )  # fmt: skip
+        if not isinstance(table, dict):
+            raise r.error(f"space.{key}", f"must be a table of settings, got {table!r}")
+        for o in opts:
+            if key in (o.label, o.name):
+                tuning_space(tuning, o, source)  # every setting checked against the optimizer
+    return tuning
+
+
+def tuning_space(tuning: Tuning, opt: OptimizerSpec, source: str = "<config>") -> tuple[dict[str, Any], dict[str, Any]]:
+    """What ``bench tune`` searches for ``opt``: (space, fixed).
+
+    ``space`` maps a setting (``base_settings.x`` for a nested one) to its ``optimizers.space``
+    dimension: the optimizer's default space, changed by ``[tuning.space.<name>]`` and then by
+    ``[tuning.space.<label>]``.  A range table ``{ low, high, log }`` replaces a setting's range,
+    a list makes it a choice, a plain value fixes it (``fixed``: removed from the space).
+    """
+    from bench.optimizers import space as sp
+    from bench.optimizers.base import search_space
+
+    dims = search_space(opt.settings)
+    fixed: dict[str, Any] = {}
+    for key in dict.fromkeys((opt.name, opt.label)):
+        for setting, value in tuning.space.get(key, {}).items():
+            path = f"tuning.space.{key}.{setting}"
+            current = dims.get(setting)
+            try:
+                if isinstance(value, dict):
+                    unknown = set(value) - {"low", "high", "log"}
+                    if unknown or not {"low", "high"} <= set(value):
+                        raise ValueError(f"a range is {{ low = ..., high = ..., log = true|false }}, got {value!r}")
+                    log = value.get("log", getattr(current, "log", False))
+                    integer = isinstance(current, sp.Integer) or isinstance(getattr(opt.settings, setting, None), int)
+                    if integer:
+                        dim = sp.Integer(int(value["low"]), int(value["high"]), bool(log))
+                    else:
+                        complement = isinstance(current, sp.Real) and current.complement and value["high"] < 1
+                        dim = sp.Real(float(value["low"]), float(value["high"]), bool(log), complement)
+                    ends = [dim.low, dim.high]
+                elif isinstance(value, list):
+                    dim, ends = sp.Choice(tuple(value)), list(value)
+                else:
+                    dim, ends = None, [value]
+                for end in ends:
+                    _settings_with(opt, {setting: end})
+            except ValueError as exc:
+                raise ConfigError(source, path, str(exc)) from None
+            if dim is None:
+                dims.pop(setting, None)
+                fixed[setting] = value
+            else:
+                dims[setting] = dim
+                fixed.pop(setting, None)
+    return dims, fixed
+
+
+def _settings_with(opt: OptimizerSpec, values: dict[str, Any]) -> Any:
+    """``opt``'s settings with ``values`` (``base_settings.x`` sets a nested one); ValueError if bad."""
+    merged = settings_dict(opt.settings)
+    for key, value in values.items():
+        outer, _, inner = key.partition(".")
+        if inner:
+            if not isinstance(merged.get(outer), dict):
+                raise ValueError(f"{opt.name} has no nested settings {outer!r}")
+            merged[outer] = {**merged[outer], inner: value}
+        elif key not in merged:
+            raise ValueError(f"{opt.name} has no setting {key!r}{did_you_mean(key, list(merged)) or ''}")
+        else:
+            merged[key] = value
+    return optimizers.make_settings(opt.name, **merged)
 
 
 def _read_analysis(table: Any, source: str) -> Analysis:
@@ -771,6 +932,9 @@ def _read_optimizer(table: Any, source: str, path: str) -> list[OptimizerSpec]:
     except UnknownNameError as exc:
         raise r.error("name", str(exc)) from None
     label = r.take("label", str, None)
+    only = r.take("datasets", list, None)
+    if only is not None and (not only or not all(isinstance(x, str) for x in only)):
+        raise r.error("datasets", f"must be a non-empty list of dataset labels, got {only!r}")
     settings = r.table  # everything else is the optimizer's settings
     grid_keys = [k for k, v in settings.items() if isinstance(v, list)]
     for key in grid_keys:
@@ -789,7 +953,8 @@ def _read_optimizer(table: Any, source: str, path: str) -> list[OptimizerSpec]:
         # A label names the entry; a grid point adds its values; unlabelled, the given settings show.
         shown = point if grid_keys else ({} if label else values)
         arguments = ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items())
-        specs.append(OptimizerSpec(name, (label or name) + (f"({arguments})" if arguments else ""), parsed))
+        label_shown = (label or name) + (f"({arguments})" if arguments else "")
+        specs.append(OptimizerSpec(name, label_shown, parsed, None if only is None else tuple(only)))
     return specs
 
 
@@ -809,11 +974,16 @@ def to_toml(content: dict[str, Any]) -> str:
     lines: list[str] = []
     for key, value in content.items():
         if isinstance(value, dict):
-            lines += [f"[{key}]", *(f"{k} = {_toml_value(v)}" for k, v in value.items()), ""]
+            lines += [f"[{key}]", *(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()), ""]
         else:
             for item in value:
-                lines += [f"[[{key}]]", *(f"{k} = {_toml_value(v)}" for k, v in item.items()), ""]
+                lines += [f"[[{key}]]", *(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in item.items()), ""]
     return "\n".join(lines)
+
+
+def _toml_key(key: str) -> str:
+    """A bare key where TOML allows one (letters, digits, - and _), else a quoted one."""
+    return key if key and all(c.isascii() and (c.isalnum() or c in "-_") for c in key) else json.dumps(key)
 
 
 def _toml_value(value: Any) -> str:
@@ -830,5 +1000,5 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
     raise TypeError(f"cannot write {value!r} as TOML")

@@ -30,6 +30,7 @@ import pandas as pd
 
 from bench import optimizers, seeding
 from bench.config import Cell, Stopping, stable_hash
+from bench.optimizers import base
 from bench.optimizers.base import tree_take
 from bench.optimizers.stagnation import Window, window_push, window_stalled, window_start
 from bench.problem import Problem
@@ -79,14 +80,18 @@ def dataset_stream_key(cell: Cell) -> str:
     )
 
 
-def initial_parameters(cell: Cell, runs: range | list[int]) -> np.ndarray:
-    """Initial weights of ``runs``: the same for every optimizer (common random numbers)."""
-    gens = seeding.generators(cell.config.seed, runs, "init", dataset_stream_key(cell))
+def initial_parameters(cell: Cell, runs: range | list[int], streams: tuple[str, ...] = ()) -> np.ndarray:
+    """Initial weights of ``runs``: the same for every optimizer (common random numbers).
+
+    ``streams`` prefixes the stream names: ``("tuning",)`` gives the tuner's seeds, disjoint from
+    the runs of any experiment.
+    """
+    gens = seeding.generators(cell.config.seed, runs, *streams, "init", dataset_stream_key(cell))
     return cell.dataset.network().init(list(gens), len(gens), cell.dataset.model.init, cell.dataset.model.init_scale)
 
 
-def build_optimizer(cell: Cell) -> Any:
-    return optimizers.build(cell.optimizer.name, cell.optimizer.settings)
+def build_optimizer(cell: Cell, settings: Any = None) -> Any:
+    return optimizers.build(cell.optimizer.name, cell.optimizer.settings if settings is None else settings)
 
 
 def check_budget(cell: Cell) -> None:
@@ -133,9 +138,39 @@ def run_cell(cell: Cell, batch: int | None = None) -> CellTables:
 
     ``batch`` caps how many runs share one engine call; the numbers do not depend on it.
     """
-    runs = list(cell.runs)
+    return _run_parts(cell, list(cell.runs), cell.optimizer.settings, list(cell.runs), (), batch)
+
+
+TUNING_STREAMS = ("tuning",)  # the tuner's seeds: streams no experiment's runs use
+
+
+def run_trials(cell: Cell, settings: Any, seeds: list[int], batch: int | None = None) -> CellTables:
+    """Runs of ``cell``'s dataset and optimizer whose settings differ per run: run i (the tables'
+    ``run`` column) uses row i of every per-run array of ``settings`` (``optimizers.space``) and
+    the tuning seed ``seeds[i]`` (initial weights and random streams drawn from
+    ``TUNING_STREAMS``, disjoint from every experiment's runs; the same for every optimizer).
+
+    One engine call runs them all (``batch`` caps it); the numbers of run i are those of a run
+    with row i's settings alone.  The tables' setting columns are the cell's, not the rows'.
+    """
+    n = len(seeds)
+    for field in base.per_run_settings(settings):
+        if len(getattr(settings, field)) != n:
+            raise ValueError(f"{field} has {len(getattr(settings, field))} per-run values for {n} runs")
+    return _run_parts(cell, list(range(n)), settings, list(seeds), TUNING_STREAMS, batch)
+
+
+def _run_parts(
+    cell: Cell, runs: list[int], settings: Any, seeds: list[int], streams: tuple[str, ...], batch: int | None
+) -> CellTables:
     size = len(runs) if batch is None else max(1, batch)
-    parts = [_run_batch(cell, runs[i : i + size]) for i in range(0, len(runs), size)]
+    parts = [
+        _run_batch(
+            cell, runs[i : i + size], base.settings_take(settings, np.arange(i, min(i + size, len(runs)))),
+            seeds[i : i + size], streams,
+        )
+        for i in range(0, len(runs), size)
+    ]  # fmt: skip
     return CellTables(*(pd.concat([p[k] for p in parts], ignore_index=True) for k in range(len(CellTables._fields))))
 
 
@@ -172,7 +207,11 @@ class _Final(NamedTuple):
     extras: dict[str, np.ndarray]  # the optimizer's extra columns (restarts, generations, ...)
 
 
-def _run_batch(cell: Cell, runs: list[int]) -> CellTables:
+def _run_batch(
+    cell: Cell, runs: list[int], settings: Any, seeds: list[int], streams: tuple[str, ...]
+) -> CellTables:
+    """Runs ``runs`` (table ids) with ``settings`` (per-run arrays aligned with ``runs``), their
+    initial weights and random streams those of ``seeds`` under the stream prefix ``streams``."""
     start = time.perf_counter()
     data, net = cell.dataset.load(), cell.dataset.network()
     n = len(runs)
@@ -180,10 +219,11 @@ def _run_batch(cell: Cell, runs: list[int]) -> CellTables:
     targets = np.asarray(record.targets())
     fixed_costs = np.asarray(FIXED_BUDGETS) * budget
     levels, fixed_levels = np.append(-targets, np.inf), np.append(fixed_costs, np.inf)  # see _ladders
-    theta0 = initial_parameters(cell, runs)
+    theta0 = initial_parameters(cell, seeds, streams)
     problem = Problem(data, net, n, cell.dataset.model.init, cell.dataset.model.init_scale)
-    opt = build_optimizer(cell)
-    rngs = seeding.generators(cell.config.seed, runs, opt.stream, dataset_stream_key(cell))
+    opt = build_optimizer(cell, settings)
+    rngs = seeding.generators(cell.config.seed, seeds, *streams, opt.stream, dataset_stream_key(cell))
+    per_run = bool(base.per_run_settings(settings))
     view = problem.view()
     state = opt.init(theta0, view, rngs)
 
@@ -279,6 +319,8 @@ def _run_batch(cell: Cell, runs: list[int]) -> CellTables:
             # Drop the stopped runs once, rather than selecting the running ones at every step.
             state, live = tree_take(state, go), tree_take(live, go)
             view = problem.view(live.index)
+            if per_run:  # the optimizer sees only the running rows: so must its per-run settings
+                opt = build_optimizer(cell, base.settings_take(settings, live.index))
         state = opt.step(state, view)
         live = live._replace(epochs=live.epochs + 1)
 

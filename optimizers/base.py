@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
+from bench.optimizers.space import Real
 from bench.registry import did_you_mean
 
 # ---------------------------------------------------------------------------- settings checks
@@ -98,6 +99,25 @@ def settings_from_dict(cls: type, values: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
+def per_run_settings(settings: Any) -> tuple[str, ...]:
+    """The settings of ``settings`` that hold per-run arrays (R,) now (``optimizers.space``)."""
+    return tuple(f for f in getattr(settings, "PER_RUN", ()) if np.ndim(getattr(settings, f)) == 1)
+
+
+def settings_take(settings: Any, rows: np.ndarray) -> Any:
+    """The settings of the runs ``rows``: every per-run array (R,) reduced to those rows."""
+    fields = per_run_settings(settings)
+    if not fields:
+        return settings
+    return dataclasses.replace(settings, **{f: np.asarray(getattr(settings, f))[rows] for f in fields})
+
+
+def search_space(settings: Any) -> dict[str, Any]:
+    """What the tuner searches by default for these settings (``optimizers.space``)."""
+    own = getattr(settings, "search_space", None)
+    return own() if callable(own) else dict(getattr(settings, "SEARCH_SPACE", {}))
+
+
 def settings_dict(settings: Any) -> dict[str, Any]:
     """The settings as a flat dict of plain values (nested settings become dicts)."""
     return dataclasses.asdict(settings)
@@ -167,6 +187,9 @@ class Clipping:
     clip_value: float | None = None
     clip_norm: float | None = None
 
+    PER_RUN = ("clip_value", "clip_norm")  # optimizers.space: settings that may differ per run
+    SEARCH_SPACE = {}
+
     def __post_init__(self) -> None:
         if self.clip_value is not None:
             check_range("clip_value", self.clip_value, 0, None, low_open=True)
@@ -204,6 +227,9 @@ class LearningRate(Clipping):
     schedule: str = "constant"
     decay_rate: float = 0.5
     decay_steps: float = 1000.0
+
+    PER_RUN = (*Clipping.PER_RUN, "learning_rate", "decay_rate", "decay_steps")
+    SEARCH_SPACE = {"learning_rate": Real(1e-4, 10.0, log=True)}
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -65,6 +65,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from bench.optimizers.base import SettingError, check_choice, check_range
 from bench.optimizers.registry import register_direct
+from bench.optimizers.space import Choice, Real
 from deap import base, creator, tools
 
 from bench.problem import FORWARD_COST, ProblemView
@@ -108,14 +109,28 @@ class GASettings:
     tournament_size: int = 3
     elite_count: int = 2
 
+    PER_RUN = (
+        "crossover_probability",
+        "blend_alpha",
+        "sbx_eta",
+        "mutation_probability",
+        "mutation_sigma",
+        "gene_probability",
+    )
+    SEARCH_SPACE = {
+        "population_size": Choice((20, 50, 100, 200)),  # a few sizes: trials of one size share an engine call
+        "mutation_sigma": Real(0.01, 3.0, log=True),
+        "mutation_probability": Real(0.05, 1.0),
+        "crossover_probability": Real(0.1, 1.0),
+    }
+
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if field.type == "int" and (isinstance(value, bool) or not isinstance(value, Integral)):
                 raise SettingError(field.name, f"{field.name} must be an integer, got {value!r}")
-            if field.type == "float" and np.ndim(value) != 0:
-                # Population arrays are (R, n, P): per-run values would need their own broadcasting.
-                raise SettingError(field.name, f"{field.name} must be a single number for ga, got {value!r}")
+            if field.type == "float" and np.ndim(value) > 1:
+                raise SettingError(field.name, f"{field.name} must be a number or one per run (R,), got {value!r}")
         check_range("population_size", self.population_size, 2, None)
         check_choice("crossover", self.crossover, CROSSOVERS)
         check_range("crossover_probability", self.crossover_probability, 0, 1)
@@ -216,6 +231,12 @@ def _object_array(items: list[Any]) -> np.ndarray:
     return array
 
 
+def _row_settings(settings: GASettings, run: int) -> GASettings:
+    """The settings of row ``run``: per-run arrays (R,) replaced by that row's value."""
+    rows = {f: float(v[run]) for f in GASettings.PER_RUN if np.ndim(v := getattr(settings, f)) == 1}
+    return dataclasses.replace(settings, **rows) if rows else settings
+
+
 @register_direct(
     "ga", GASettings, "genetic algorithm (DEAP): tournament selection, blend/SBX crossover, Gaussian mutation, elitism"
 )
@@ -287,7 +308,7 @@ class GeneticAlgorithm:
         invalid = np.zeros((n_runs, size), dtype=bool)
         for r in range(n_runs):
             chosen = self.toolbox.select(state.fitness[r], size, rng=state.rng[r])
-            offspring[r], invalid[r] = self._vary(state.population[r, chosen], state.rng[r])
+            offspring[r], invalid[r] = self._vary(state.population[r, chosen], state.rng[r], r)
             parent_fitness[r] = state.fitness[r, chosen]
 
         fitness = self.toolbox.evaluate(problem, offspring, parent_fitness, invalid)
@@ -323,12 +344,13 @@ class GeneticAlgorithm:
         return {"generations": state.generation.copy(), "evaluations": state.evaluations.copy()}
 
     # ------------------------------------------------------------------ parts
-    def _vary(self, parents: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """DEAP's ``varAnd`` on one run's selected parents (n, P), with numpy draws from ``rng``.
+    def _vary(self, parents: np.ndarray, rng: np.random.Generator, run: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """DEAP's ``varAnd`` on one run's selected parents (n, P), with numpy draws from ``rng``
+        and the settings of row ``run`` (settings may be per-run arrays).
 
         Returns the offspring (n, P) and which of them an operator touched (n,) bool.
         """
-        s = self.settings
+        s = _row_settings(self.settings, run)
         size, n_params = parents.shape
         offspring = parents.copy()
         touched = np.zeros(size, dtype=bool)
@@ -336,7 +358,7 @@ class GeneticAlgorithm:
         pairs = np.flatnonzero(rng.random(len(second)) < s.crossover_probability)
         if len(pairs):
             first[pairs], second[pairs] = self.toolbox.mate(
-                first[pairs], second[pairs], rng.random((len(pairs), n_params))
+                first[pairs], second[pairs], rng.random((len(pairs), n_params)), **self._mate_setting(s)
             )
             touched[2 * pairs] = touched[2 * pairs + 1] = True
         mutants = np.flatnonzero(rng.random(size) < s.mutation_probability)
@@ -344,9 +366,13 @@ class GeneticAlgorithm:
             gene_mask = rng.random((len(mutants), n_params)) < s.gene_probability
             z = np.zeros(gene_mask.shape)
             z[gene_mask] = rng.standard_normal(np.count_nonzero(gene_mask))
-            offspring[mutants] = self.toolbox.mutate(offspring[mutants], gene_mask, z)
+            offspring[mutants] = self.toolbox.mutate(offspring[mutants], gene_mask, z, sigma=s.mutation_sigma)
             touched[mutants] = True
         return offspring, touched
+
+    @staticmethod
+    def _mate_setting(s: GASettings) -> dict[str, float]:
+        return {"alpha": s.blend_alpha} if s.crossover == "blend" else {"eta": s.sbx_eta}
 
     @staticmethod
     def _record(logbooks: Any, generation: np.ndarray, fitness: np.ndarray, n_evaluated: np.ndarray) -> None:

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 from bench.optimizers.base import LearningRate, check_range, clip_gradient, new_count, per_run
 from bench.optimizers.registry import register_gradient
+from bench.optimizers.space import Real
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +27,9 @@ class MomentumSettings(LearningRate):
 
     momentum: float = 0.9
     nesterov: bool = False
+
+    PER_RUN = (*LearningRate.PER_RUN, "momentum")
+    SEARCH_SPACE = {**LearningRate.SEARCH_SPACE, "momentum": Real(0.5, 0.99, log=True, complement=True)}
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -23,6 +23,9 @@ class RandomSearchSettings:
 
     samples_per_step: int = 10
 
+    PER_RUN = ()
+    SEARCH_SPACE = {}  # nothing to tune: the floor is the floor
+
     def __post_init__(self) -> None:
         check_range("samples_per_step", self.samples_per_step, 1, None)
 

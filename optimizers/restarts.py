@@ -27,8 +27,9 @@ import dataclasses
 from typing import Any, NamedTuple
 
 import numpy as np
-from bench.optimizers.base import SettingError, check_range, settings_from_dict, tree_put
+from bench.optimizers.base import SettingError, check_range, search_space, settings_from_dict, tree_put
 from bench.optimizers.registry import OPTIMIZERS, register_direct
+from bench.optimizers.space import Real
 from bench.optimizers.stagnation import Window, window_push, window_restart, window_stalled, window_start
 
 from bench.problem import ProblemView
@@ -45,6 +46,14 @@ class RestartSettings:
     base_settings: dict = dataclasses.field(default_factory=dict)
     patience: float = 1000.0
     min_delta: float = 1e-3
+
+    PER_RUN = ()  # the stagnation window is one width for all rows; trials run one call each
+    SEARCH_SPACE = {"patience": Real(100.0, 1e4, log=True)}
+
+    def search_space(self) -> dict[str, Any]:
+        """``patience`` and the base optimizer's space, as ``base_settings.<setting>``."""
+        base = search_space(self.base_optimizer_settings())
+        return {**self.SEARCH_SPACE, **{f"base_settings.{k}": v for k, v in base.items()}}
 
     def __post_init__(self) -> None:
         if self.base in NOT_WRAPPABLE or self.base not in OPTIMIZERS:

@@ -29,6 +29,7 @@ from typing import NamedTuple
 import numpy as np
 from bench.optimizers.base import Clipping, SettingError, check_choice, check_range, clip_gradient, per_run
 from bench.optimizers.registry import register_gradient
+from bench.optimizers.space import Real
 
 VARIANTS = ("rprop+", "rprop-", "irprop+", "irprop-")
 
@@ -43,6 +44,9 @@ class RpropSettings(Clipping):
     delta_max: float = 50.0
     eta_plus: float = 1.2
     eta_minus: float = 0.5
+
+    PER_RUN = (*Clipping.PER_RUN, "delta_0", "delta_min", "delta_max", "eta_plus", "eta_minus")
+    SEARCH_SPACE = {"delta_0": Real(1e-4, 1.0, log=True), "delta_max": Real(1.0, 100.0, log=True)}
 
     def __post_init__(self) -> None:
         super().__post_init__()

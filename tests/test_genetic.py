@@ -86,7 +86,7 @@ def test_defaults_and_registration():
         ({"sbx_eta": -1.0}, "sbx_eta must be in [0, inf), got -1.0"),
         ({"crossover": "blx"}, "crossover must be one of 'blend', 'sbx', got 'blx'"),
         ({"population_size": 50.0}, "population_size must be an integer, got 50.0"),
-        ({"mutation_sigma": np.array([0.1, 0.2])}, "mutation_sigma must be a single number for ga"),
+        ({"mutation_sigma": np.ones((2, 2))}, "mutation_sigma must be a number or one per run (R,)"),
     ],
 )
 def test_bad_settings_are_refused_with_the_value(settings, message):

@@ -244,9 +244,9 @@ def test_batch_caps_the_runs_of_each_engine_call(tiny, monkeypatch):
     sizes = []
     real = runner._run_batch
 
-    def spy(cell, runs):
+    def spy(cell, runs, *rest):
         sizes.append(len(runs))
-        return real(cell, runs)
+        return real(cell, runs, *rest)
 
     monkeypatch.setattr(runner, "_run_batch", spy)
     cell = cells_of(tiny)[0]
