@@ -434,6 +434,15 @@ class Results:
             f"{manifest.get('python', '?')}",
             "versions": ", ".join(f"{k} {v}" for k, v in manifest.get("packages", {}).items() if v),
         }
+        tuned = self.config.tuned
+        if tuned:  # the settings were tuned (bench tune): what tuning cost, beside the results (AlgoPerf)
+            spent = "; ".join(f"{label} {units:,}" for label, units in tuned.get("cost", {}).items())
+            meta["tuning"] = (
+                f"every optimizer tuned by bench tune on the same budget: {tuned.get('trials')} trials x "
+                f"{tuned.get('seeds')} tuning seeds per dataset ({tuned.get('sampler')} sampler, objective "
+                f"{tuned.get('objective')}; tuning seeds never used by these runs), in {tuned.get('seconds')} s; "
+                f"cost units spent per optimizer: {spent} (folder {tuned.get('folder')})"
+            )
         tables = {name: getattr(self, name) for name in ("plateaus", *TABLES)}
         info = self.path / "analysis.json"
         analysis = json.loads(info.read_text()) if info.is_file() else None

@@ -410,6 +410,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_list() -> int:
     from bench import datasets, optimizers
     from bench.config import presets, resolve_source
+    from bench.optimizers.base import search_space
+    from bench.optimizers.space import describe
 
     print("datasets (parameters with defaults):")
     for name in datasets.DATASETS.names():
@@ -426,6 +428,8 @@ def cmd_list() -> int:
         ordered = sorted(dataclasses.fields(entry.settings), key=lambda f: f.name.startswith("clip_"))
         fields = ", ".join(f"{f.name}={_default(f)}" for f in ordered)
         print(f"  {name:16s} {entry.description}\n  {'':16s} {fields}")
+        tuned = search_space(optimizers.make_settings(name))
+        print(f"  {'':16s} tuned: {describe(tuned) if tuned else 'nothing (bench tune leaves it as it is)'}")
     print("\npresets (python -m bench run NAME):")
     import tomllib
 

@@ -5,7 +5,11 @@ Workloads, all in one process with one BLAS thread:
 (a) XOR 2-2-1 (sigmoid, summed squared error), 1,000 runs x 2,000 epochs of momentum;
 (b) digits 64-32-10 (tanh, softmax cross-entropy), 32 runs x 500 epochs of momentum;
 (c) a genetic algorithm's population evaluation: XOR 2-2-1 with 1,000 individuals and digits
-    64-32-10 with 200, one batched call against one individual at a time.
+    64-32-10 with 200, one batched call against one individual at a time;
+(d) tuning: 40 trials x 5 seeds of momentum on XOR 2-2-1 (budget 6,000, runs stop when solved),
+    the same 40 settings scored three ways: all 200 runs in one engine call (the tuner's batched
+    trials, per-run settings on the runs axis), one call per trial (the usual one-trial-at-a-time
+    Optuna loop, seeds batched), and one call per run.
 
 The engine is the real runner (``bench.runner.run_cell``, success switched off so every run
 does every epoch).  It is compared with a plain one-run-at-a-time numpy loop of the same math
@@ -31,7 +35,14 @@ from bench.config import from_dict
 from bench.problem import Problem
 from bench.runner import initial_parameters, run_cell
 
-TARGETS = {"xor_vs_loop": 50.0, "xor_vs_sklearn": 100.0, "digits_peak_share": 0.45, "ga_xor": 20.0, "ga_digits": 1.3}
+TARGETS = {
+    "xor_vs_loop": 50.0,
+    "xor_vs_sklearn": 100.0,
+    "digits_peak_share": 0.45,
+    "ga_xor": 20.0,
+    "ga_digits": 1.3,
+    "tuning_batched": 5.0,
+}
 
 
 def matmul_peak(size: int = 1024, repeats: int = 5) -> float:
@@ -213,6 +224,41 @@ def time_population(name: str, population: int, repeats: int) -> tuple[float, fl
     return population / batched, population / single
 
 
+def time_tuning(trials: int, seeds: int) -> tuple[float, float, float, float]:
+    """Seconds to score ``trials`` momentum settings on ``seeds`` XOR runs each: in one engine
+    call, one call per trial, one call per run; and the cost units spent (the same each way)."""
+    from bench.config import from_dict as config_from_dict
+    from bench.tune import evaluate_trials
+
+    doc = {
+        "experiment": {"name": "perf-tuning", "seed": 0, "runs": 1, "budget": 6000},
+        "datasets": [{"name": "xor"}],
+        "optimizers": [{"name": "momentum"}],
+    }
+    cell = config_from_dict(doc).cells()[0]
+    rng = np.random.default_rng(0)
+    settings = [
+        {"learning_rate": float(10 ** rng.uniform(-3, 1)), "momentum": float(1 - 10 ** rng.uniform(-2, np.log10(0.5)))}
+        for _ in range(trials)
+    ]
+    start = time.perf_counter()
+    scores = evaluate_trials(cell, settings, seeds)
+    batched = time.perf_counter() - start
+    per_trial = _timed(lambda: [evaluate_trials(cell, [s], seeds) for s in settings])
+    from bench.runner import run_trials
+
+    def one_run_at_a_time() -> None:
+        from bench.tune import _merge
+
+        for s in settings:
+            merged = _merge(cell.optimizer, s)
+            for seed in range(seeds):
+                run_trials(cell, merged, [seed])
+
+    per_run = _timed(one_run_at_a_time)
+    return batched, per_trial, per_run, sum(s.cost for s in scores)
+
+
 def main(quick: bool = False) -> int:
     from threadpoolctl import threadpool_limits
 
@@ -268,4 +314,15 @@ def main(quick: bool = False) -> int:
                 f"    {name:7s} population {size:5d}: batched {batched:10.0f}/s, one at a time {single:9.0f}/s, "
                 f"ratio {batched / single:5.1f}x  target {TARGETS[key]}x"
             )
+
+        # (d) tuning: the same trials scored in one engine call, one per trial, one per run.
+        trials, seeds = (8, 5) if quick else (40, 5)
+        batched, per_trial, per_run, cost = time_tuning(trials, seeds)
+        print(f"\n(d) tuning: {trials} trials x {seeds} seeds of momentum on xor 2-2-1 ({cost:,.0f} cost units)")
+        print(f"    one engine call   {batched:8.2f} s  (the tuner's batched trials)")
+        print(
+            f"    one call a trial  {per_trial:8.2f} s  ratio {per_trial / batched:5.1f}x  "
+            f"target {TARGETS['tuning_batched']:.0f}x"
+        )
+        print(f"    one call a run    {per_run:8.2f} s  ratio {per_run / batched:5.1f}x")
     return 0

@@ -207,9 +207,7 @@ class _Final(NamedTuple):
     extras: dict[str, np.ndarray]  # the optimizer's extra columns (restarts, generations, ...)
 
 
-def _run_batch(
-    cell: Cell, runs: list[int], settings: Any, seeds: list[int], streams: tuple[str, ...]
-) -> CellTables:
+def _run_batch(cell: Cell, runs: list[int], settings: Any, seeds: list[int], streams: tuple[str, ...]) -> CellTables:
     """Runs ``runs`` (table ids) with ``settings`` (per-run arrays aligned with ``runs``), their
     initial weights and random streams those of ``seeds`` under the stream prefix ``streams``."""
     start = time.perf_counter()

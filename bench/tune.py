@@ -52,7 +52,6 @@ import pandas as pd
 from bench import seeding
 from bench.config import Cell, Config, OptimizerSpec, Tuning, stable_hash, to_toml, tuning_space
 from bench.optimizers import space as sp
-from bench.optimizers.base import per_run_settings
 from bench.runner import build_optimizer, run_trials
 
 JOURNAL = "journal.log"
@@ -213,8 +212,14 @@ def tune_study(
     tuning: Tuning,
     batch: int | None = None,
     log: Callable[[str], None] = lambda _: None,
+    evaluate: Callable[..., list[Score | str]] | None = None,
 ) -> StudyResult:
-    """Run (or resume) the study of one dataset x optimizer entry to ``tuning.trials`` trials."""
+    """Run (or resume) the study of one dataset x optimizer entry to ``tuning.trials`` trials.
+
+    ``evaluate(cell, settings, seeds, batch)`` scores a list of trials' settings (default:
+    ``evaluate_trials``, which trains; tests pass a toy objective with a known best).
+    """
+    evaluate = evaluate or evaluate_trials
     import optuna
     from optuna.trial import TrialState
 
@@ -234,7 +239,7 @@ def tune_study(
 
     def run(trials: list[Any]) -> None:
         params = [_as_settings(space, t.params) for t in trials]
-        scores = evaluate_trials(cell, [{**fixed, **p} for p in params], tuning.seeds, batch)
+        scores = evaluate(cell, [{**fixed, **p} for p in params], tuning.seeds, batch)
         for t, s in zip(trials, scores):
             if isinstance(s, str):
                 study._storage.set_trial_user_attr(t._trial_id, "failed", s)
@@ -250,10 +255,10 @@ def tune_study(
         run(stale)
     while (done := len(study.get_trials(deepcopy=False))) < tuning.trials:
         index = done // tuning.batch
-        study.sampler = _sampler(tuning.sampler, _batch_seed(cell.config, name, index, tuning.sampler))
         count = min(tuning.batch, tuning.trials - done)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
+            warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)  # QMC's
+            study.sampler = _sampler(tuning.sampler, _batch_seed(cell.config, name, index, tuning.sampler))
             asked = [study.ask(distributions) for _ in range(count)]
         run(asked)
     return StudyResult(name, cell, space, fixed, trials_table(study, cell, space, tuning))
@@ -266,7 +271,9 @@ def _defaults(opt: OptimizerSpec, space: dict[str, sp.Dimension]) -> dict[str, A
     out = {}
     for setting, dim in space.items():
         outer, _, inner = setting.partition(".")
-        value = values[outer][inner] if inner else values[setting]
+        value = values[outer].get(inner) if inner else values[setting]
+        if inner and value is None:  # a nested setting left at its default (restarts' base optimizer)
+            value = settings_dict(opt.settings.base_optimizer_settings()).get(inner)
         if value is not None:
             out[sp.parameter_name(setting, dim)] = sp.to_parameter(dim, value)
     return out
@@ -402,7 +409,11 @@ def best_trial(trials: pd.DataFrame, objective: str) -> pd.Series:
 
 def _summary_line(result: StudyResult, tuning: Tuning) -> str:
     trials = result.trials
-    best = best_trial(trials, tuning.objective)
+    try:
+        best = best_trial(trials, tuning.objective)
+    except ValueError:
+        reasons = sorted(set(trials["failed"]))
+        return f"  {result.name}: no trial could run ({'; '.join(reasons)}); tuned.toml keeps its settings"
     settings = ", ".join(f"{k.removeprefix('setting.')}={v:.3g}" if isinstance(v, float) else f"{k.removeprefix('setting.')}={v}"
                          for k, v in best.items() if k.startswith("setting."))  # fmt: skip
     return (
@@ -430,22 +441,27 @@ def tuned_config(config: Config, results: list[StudyResult], path: Path, seconds
     raw["experiment"]["name"] = f"{config.name}-tuned"
     raw["experiment"]["description"] = f"{config.name} with every optimizer tuned ({config.tuning.trials} trials each)"
     raw.pop("tuning")
-    by_cell = {(r.cell.dataset.label, r.cell.optimizer.label): r for r in results}
+    tuned_of = {o.label: [r for r in results if r.cell.optimizer.label == o.label] for o in config.optimizers}
+    proposed = {
+        o.label: tuned_label(o, set().union(*(r.space for r in tuned_of[o.label]))) if tuned_of[o.label] else o.label
+        for o in config.optimizers
+    }
+    shared = {label for label in proposed.values() if list(proposed.values()).count(label) > 1}
     entries, cost = [], {}
     for o in config.optimizers:
-        tuned_here = [r for (d, label), r in by_cell.items() if label == o.label]
+        tuned_here = tuned_of[o.label]
         if not tuned_here:
             entries.append({"name": o.name, "label": o.label, **_plain(settings_dict(o.settings))})
             continue
-        labels = {tuned_label(o, set(r.space)) for r in tuned_here}
-        label = labels.pop()
-        if any(label == other.label for other in config.optimizers if other is not o):
-            label = o.label
+        label = o.label if proposed[o.label] in shared else proposed[o.label]  # two would share a name
         cost[label] = int(sum(r.trials["cost"].sum() for r in tuned_here))
         for r in tuned_here:
-            best = best_trial(r.trials, config.tuning.objective)
-            values = {**r.fixed, **{k.removeprefix("setting."): _py(v) for k, v in best.items() if k.startswith("setting.")}}
-            settings = settings_dict(_merge(o, values))
+            try:
+                best = best_trial(r.trials, config.tuning.objective)
+            except ValueError:  # no trial could run (each one's reason is in trials.parquet): keep the entry's own
+                best = pd.Series(dtype=object)
+            chosen = {k.removeprefix("setting."): _py(v) for k, v in best.items() if k.startswith("setting.")}
+            settings = settings_dict(_merge(o, {**r.fixed, **chosen} if chosen else {}))
             entries.append({"name": o.name, "label": label, "datasets": [r.cell.dataset.label], **_plain(settings)})
     raw["optimizers"] = entries
     t = config.tuning

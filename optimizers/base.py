@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
-
 from bench.optimizers.space import Real
+
 from bench.registry import did_you_mean
 
 # ---------------------------------------------------------------------------- settings checks

@@ -290,7 +290,7 @@ def test_a_misspelt_command_gets_a_suggestion(capsys):
     assert capsys.readouterr().err == "python -m bench: error: unknown command 'lsit' (did you mean 'list'?)\n"
     assert run_cli("frobnicate") == 2
     assert (
-        "unknown command 'frobnicate'; commands: run, list, validate, analyze, report, perf, gc"
+        "unknown command 'frobnicate'; commands: run, tune, list, validate, analyze, report, perf, gc"
         in capsys.readouterr().err
     )
 

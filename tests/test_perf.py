@@ -35,4 +35,5 @@ def test_engine_matches_the_plain_one_run_loop(name, runs, epochs):
 def test_perf_quick_prints_every_ratio(capsys):
     assert perf.main(quick=True) == 0
     text = capsys.readouterr().out
-    assert "GFLOP/s" in text and text.count("ratio") == 6 and "% of peak" in text
+    assert "GFLOP/s" in text and text.count("ratio") == 8 and "% of peak" in text
+    assert "(d) tuning: 8 trials x 5 seeds" in text and "one call a trial" in text

@@ -52,7 +52,9 @@ def _objective_axis(ax: Any, objective: str, values: pd.Series) -> None:
     positive = values[values > 0]
     if objective != "success_rate" and len(positive) and positive.max() / positive.min() > 20:
         ax.set_yscale("log")
-    ax.set_ylabel({"art": "aRT to success (cost units)", "final_loss": "mean final loss"}.get(objective, "share solved"))
+    ax.set_ylabel(
+        {"art": "aRT to success (cost units)", "final_loss": "mean final loss"}.get(objective, "share solved")
+    )
 
 
 def _no_success_line(ax: Any, trials: pd.DataFrame, objective: str) -> None:
@@ -79,7 +81,9 @@ def figure_history(trials: pd.DataFrame, objective: str, palette: Palette | None
         panel = done[done["dataset"] == dataset]
         for optimizer, g in panel.groupby("optimizer", sort=False):
             g = g.sort_values("trial")
-            best = np.maximum.accumulate(g["value"]) if objective == "success_rate" else np.minimum.accumulate(g["value"])
+            best = (
+                np.maximum.accumulate(g["value"]) if objective == "success_rate" else np.minimum.accumulate(g["value"])
+            )
             ax.scatter(g["trial"], g["value"], s=8, color=palette[optimizer], alpha=0.35, linewidths=0)
             ax.step(g["trial"], best, where="post", color=palette[optimizer], linewidth=1.8)
         _objective_axis(ax, objective, panel["value"])
@@ -213,6 +217,10 @@ def write_tuning_report(tuned: Any, config: Any, results: list[Any]) -> Path:
         return path / "TUNING.md"
     rows = []
     for (dataset, optimizer), g in trials.groupby(["dataset", "optimizer"], sort=False):
+        if not (g["state"] == "complete").any():
+            rows.append({"dataset": dataset, "optimizer": optimizer,
+                         "best settings": f"no trial could run: {'; '.join(sorted(set(g['failed'])))}"})  # fmt: skip
+            continue
         best = best_trial(g, t.objective)
         default = g[g["trial"] == 0].iloc[0]
         shown = {k.removeprefix("setting."): v for k, v in best.items() if k.startswith("setting.") and pd.notna(v)}
@@ -232,6 +240,9 @@ def write_tuning_report(tuned: Any, config: Any, results: list[Any]) -> Path:
     cost = trials.groupby("optimizer", sort=False)["cost"].sum().astype(int).reset_index()
     lines += ["## Tuning budget spent per optimizer (cost units, all datasets)", "", markdown_table(cost), ""]
     palette = optimizer_palette(trials["optimizer"])
+    if not (trials["state"] == "complete").any():
+        write_text_atomic(path / "TUNING.md", "\n".join(lines) + "\n")
+        return path / "TUNING.md"
     drawn = [
         ("history.png", figure_history(trials, t.objective, palette),
          "The best objective so far against the trial number (steps); points are single trials."),
