@@ -388,3 +388,17 @@ def test_a_study_whose_trials_cannot_run_keeps_the_entrys_settings(tmp_path):
     (entry,) = tomllib.loads(tuned.config_path.read_text())["optimizers"]
     assert entry["population_size"] == 100 and entry["datasets"] == ["xor"]
     assert "no trial could run" in (tuned.path / "TUNING.md").read_text()
+
+
+def test_run_tune_tunes_then_runs_the_tuned_config_and_its_report_states_the_cost(tmp_path, capsys):
+    path = tmp_path / "t.toml"
+    path.write_text(config.to_toml(doc()))
+    out = tmp_path / "r"
+    assert main(["run", str(path), "--tune", "--out", str(out), "--workers", "1", "--no-analysis"]) == 0
+    trials = pd.read_parquet(next((out / "tun").glob("tuning-*")) / "trials.parquet")
+    latest = out / "tun-tuned" / (out / "tun-tuned" / "latest").read_text().strip()
+    report = (latest / "REPORT.md").read_text()
+    assert f"cost units spent per optimizer: momentum {int(trials['cost'].sum()):,}" in report
+    assert "6 trials x 3 tuning seeds per dataset" in report
+    runs = pd.read_parquet(latest / "runs.parquet")
+    assert runs["learning_rate"].iloc[0] == tune.best_trial(trials, "art")["setting.learning_rate"]
