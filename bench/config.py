@@ -744,7 +744,7 @@ def tuning_space(tuning: Tuning, opt: OptimizerSpec, source: str = "<config>") -
                 else:
                     dim, ends = None, [value]
                 for end in ends:
-                    _settings_with(opt, {setting: end})
+                    settings_with(opt, {setting: end})
             except ValueError as exc:
                 raise ConfigError(source, path, str(exc)) from None
             if dim is None:
@@ -756,8 +756,9 @@ def tuning_space(tuning: Tuning, opt: OptimizerSpec, source: str = "<config>") -
     return dims, fixed
 
 
-def _settings_with(opt: OptimizerSpec, values: dict[str, Any]) -> Any:
-    """``opt``'s settings with ``values`` (``base_settings.x`` sets a nested one); ValueError if bad."""
+def settings_with(opt: OptimizerSpec, values: dict[str, Any]) -> Any:
+    """``opt``'s settings with ``values`` (``base_settings.x`` sets a nested one; per-run arrays
+    (R,) are allowed where ``PER_RUN`` says); ValueError naming the setting if one is bad."""
     merged = settings_dict(opt.settings)
     for key, value in values.items():
         outer, _, inner = key.partition(".")

@@ -248,10 +248,10 @@ def time_tuning(trials: int, seeds: int) -> tuple[float, float, float, float]:
     from bench.runner import run_trials
 
     def one_run_at_a_time() -> None:
-        from bench.tune import _merge
+        from bench.config import settings_with
 
         for s in settings:
-            merged = _merge(cell.optimizer, s)
+            merged = settings_with(cell.optimizer, s)
             for seed in range(seeds):
                 run_trials(cell, merged, [seed])
 

@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from bench import seeding
-from bench.config import Cell, Config, OptimizerSpec, Tuning, stable_hash, to_toml, tuning_space
+from bench.config import Cell, Config, OptimizerSpec, Tuning, settings_with, stable_hash, to_toml, tuning_space
 from bench.optimizers import space as sp
 from bench.runner import build_optimizer, run_trials
 
@@ -108,21 +108,6 @@ def _as_settings(space: dict[str, sp.Dimension], params: dict[str, Any]) -> dict
     return out
 
 
-def _merge(opt: OptimizerSpec, values: dict[str, Any]) -> Any:
-    """``opt``'s settings with ``values`` (per-run arrays allowed; ``base_settings.x`` nested)."""
-    from bench import optimizers
-    from bench.optimizers.base import settings_dict
-
-    merged = settings_dict(opt.settings)
-    for key, value in values.items():
-        outer, _, inner = key.partition(".")
-        if inner:
-            merged[outer] = {**merged[outer], inner: value}
-        else:
-            merged[key] = value
-    return optimizers.make_settings(opt.name, **merged)
-
-
 def evaluate_trials(
     cell: Cell, settings: list[dict[str, Any]], seeds: int, batch: int | None = None
 ) -> list[Score | str]:
@@ -144,7 +129,7 @@ def evaluate_trials(
         values = {k: v for k, v in first.items() if k not in per_run}
         values |= {k: np.repeat([float(settings[i][k]) for i in members], seeds) for k in varying}
         try:
-            merged = _merge(cell.optimizer, values)
+            merged = settings_with(cell.optimizer, values)
             opt = build_optimizer(cell, merged)
         except ValueError as exc:
             for i in members:
@@ -461,7 +446,7 @@ def tuned_config(config: Config, results: list[StudyResult], path: Path, seconds
             except ValueError:  # no trial could run (each one's reason is in trials.parquet): keep the entry's own
                 best = pd.Series(dtype=object)
             chosen = {k.removeprefix("setting."): _py(v) for k, v in best.items() if k.startswith("setting.")}
-            settings = settings_dict(_merge(o, {**r.fixed, **chosen} if chosen else {}))
+            settings = settings_dict(settings_with(o, {**r.fixed, **chosen} if chosen else {}))
             entries.append({"name": o.name, "label": label, "datasets": [r.cell.dataset.label], **_plain(settings)})
     raw["optimizers"] = entries
     t = config.tuning

@@ -62,10 +62,12 @@ def test_runs_with_per_run_settings_match_each_setting_run_alone(optimizer, per_
     seeds = [0, 1, 2, 3]
     n = len(next(iter(per_run.values())))
     arrays = {k: np.repeat(v, len(seeds)) for k, v in per_run.items()}
-    together = run_trials(cell, tune._merge(cell.optimizer, arrays), seeds * n).runs
+    together = run_trials(cell, config.settings_with(cell.optimizer, arrays), seeds * n).runs
     assert together["status"].nunique() > 1  # the rows do drop at different steps
     for i in range(n):
-        alone = run_trials(cell, tune._merge(cell.optimizer, {k: v[i] for k, v in per_run.items()}), seeds).runs
+        alone = run_trials(
+            cell, config.settings_with(cell.optimizer, {k: v[i] for k, v in per_run.items()}), seeds
+        ).runs
         part = together.iloc[i * len(seeds) : (i + 1) * len(seeds)].reset_index(drop=True)
         for column in ("status", "epochs", "cost", "final_loss", "best_loss", "cost_to_success"):
             pd.testing.assert_series_equal(part[column], alone[column], check_names=False)
@@ -74,7 +76,7 @@ def test_runs_with_per_run_settings_match_each_setting_run_alone(optimizer, per_
 
 def test_per_run_settings_do_not_depend_on_the_engine_batch():
     cell = cell_of({"name": "momentum"})
-    settings = tune._merge(cell.optimizer, {"learning_rate": np.repeat([0.1, 2.0, 6.0], 2)})
+    settings = config.settings_with(cell.optimizer, {"learning_rate": np.repeat([0.1, 2.0, 6.0], 2)})
     whole = run_trials(cell, settings, [0, 1] * 3).runs
     pieces = run_trials(cell, settings, [0, 1] * 3, batch=4).runs
     pd.testing.assert_frame_equal(whole.drop(columns="wall_time"), pieces.drop(columns="wall_time"))
@@ -91,7 +93,7 @@ def test_tuning_seeds_are_not_the_experiments_runs():
 def test_per_run_arrays_of_the_wrong_length_are_refused():
     cell = cell_of({"name": "gd"})
     with pytest.raises(ValueError, match="learning_rate has 2 per-run values for 3 runs"):
-        run_trials(cell, tune._merge(cell.optimizer, {"learning_rate": np.array([0.1, 0.2])}), [0, 1, 2])
+        run_trials(cell, config.settings_with(cell.optimizer, {"learning_rate": np.array([0.1, 0.2])}), [0, 1, 2])
 
 
 # ---------------------------------------------------------------------------- scores
