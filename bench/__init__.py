@@ -12,7 +12,7 @@ if not _os.path.isdir(_os.path.join(__path__[0], "optimizers")) and all(
 ):
     __path__.append(_root)
 
-__all__ = ["Results", "load", "register_dataset", "register_optimizer", "run"]
+__all__ = ["Results", "load", "register_dataset", "register_optimizer", "run", "tune"]
 
 
 def __getattr__(name: str):

@@ -283,6 +283,36 @@ def run(
     return res
 
 
+def tune(
+    config: str | os.PathLike | dict | Config = "tune-quick",
+    *,
+    overrides: Sequence[str] = (),
+    out: str | os.PathLike = "results",
+    storage: str | None = None,
+    workers: int = DEFAULT_WORKERS,
+    batch: int | None = None,
+    progress: bool = True,
+) -> Any:
+    """Tune every optimizer of ``config`` on the same budget (its ``[tuning]`` table) and write
+    ``results/<experiment>/tuning-<hash>/``: trials.parquet, TUNING.md, figures and tuned.toml.
+
+    Returns a ``bench.tuning.Tuned``: ``.trials`` (a DataFrame, one row per trial), ``.path`` and
+    ``.config_path`` (run it: ``bench.run(tuned.config_path)``).  Calling it again resumes the
+    same studies.  ``storage`` is an Optuna storage URL (default: a journal file in the folder);
+    ``workers`` processes take whole studies; ``batch`` caps the runs of an engine call.  The
+    trials depend on neither.
+    """
+    from bench import tuning
+
+    if workers < 1:
+        raise ConfigError("workers", "", f"must be >= 1, got {workers}")
+    if batch is not None and batch < 1:
+        raise ConfigError("batch", "", f"must be >= 1, got {batch}")
+    cfg = resolve(config, overrides)
+    check(cfg, batch, workers, warn=lambda message: print(message, file=sys.stderr) if progress else None)
+    return tuning.tune(cfg, _results_root(out), storage, batch, workers, progress)
+
+
 def _describe_call(config: Any, **kwargs: Any) -> str:
     """``bench.run('classic', runs=20, workers=2)``: the call as the manifest records it."""
     shown = [repr(config if not isinstance(config, Config) else config.source)]

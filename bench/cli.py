@@ -259,15 +259,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace) -> Path:
-    from bench import api, tune
+    from bench import api
 
-    if args.workers < 1:
-        raise ConfigError("--workers", "", f"must be >= 1, got {args.workers}")
-    if args.batch is not None and args.batch < 1:
-        raise ConfigError("--batch", "", f"must be >= 1, got {args.batch}")
-    config = api.resolve(args.config, args.overrides)
-    api.check(config, args.batch, args.workers, warn=lambda message: print(message, file=sys.stderr))
-    tuned = tune.tune(config, args.out, getattr(args, "storage", None), args.batch, args.workers)
+    tuned = api.tune(
+        args.config,
+        overrides=args.overrides,
+        out=args.out,
+        storage=getattr(args, "storage", None),
+        workers=args.workers,
+        batch=args.batch,
+    )
     print(f"\ntuning: {tuned.path / 'TUNING.md'} ({tuned.seconds:.1f} s)")
     print(f"tuned config: {tuned.config_path}")
     return tuned.config_path

@@ -225,7 +225,7 @@ TUNING_SAMPLERS = ("tpe", "random", "qmc", "cmaes")
 
 @dataclass(frozen=True)
 class Tuning:
-    """How ``python -m bench tune`` tunes each dataset x optimizer entry (``bench.tune``).  It
+    """How ``python -m bench tune`` tunes each dataset x optimizer entry (``bench.tuning``).  It
     does not change what a run computes, so it is not part of the config's hash.
 
     trials : trials per dataset x optimizer, the same for every optimizer.

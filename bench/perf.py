@@ -228,7 +228,7 @@ def time_tuning(trials: int, seeds: int) -> tuple[float, float, float, float]:
     """Seconds to score ``trials`` momentum settings on ``seeds`` XOR runs each: in one engine
     call, one call per trial, one call per run; and the cost units spent (the same each way)."""
     from bench.config import from_dict as config_from_dict
-    from bench.tune import evaluate_trials
+    from bench.tuning import evaluate_trials
 
     doc = {
         "experiment": {"name": "perf-tuning", "seed": 0, "runs": 1, "budget": 6000},

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 from bench.optimizers import space as sp
 
-from bench import config, tune
+from bench import config
+from bench import tuning as tune
 from bench.cli import main
 from bench.errors import ConfigError
 from bench.report import tune_report

@@ -165,7 +165,7 @@ def importance_table(results: list[Any]) -> pd.DataFrame:
         done = r.trials[r.trials["state"] == "complete"]
         if len(r.space) < 2 or len(done) < 4:
             continue
-        from bench.tune import _storage
+        from bench.tuning import _storage
 
         study = optuna.load_study(study_name=r.name, storage=_storage(r.storage))
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
@@ -193,7 +193,7 @@ def write_tuning_report(tuned: Any, config: Any, results: list[Any]) -> Path:
     """TUNING.md and the figures in the tuning folder; returns TUNING.md's path."""
     from bench.analysis import markdown_table
     from bench.store import write_text_atomic
-    from bench.tune import best_trial
+    from bench.tuning import best_trial
 
     path: Path = tuned.path
     figures = path / "figures"
