@@ -102,7 +102,7 @@ def figure_sensitivity(trials: pd.DataFrame, objective: str, palette: Palette | 
     done = trials[trials["state"] == "complete"]
     datasets = list(pd.unique(done["dataset"]))
     present = [o for o in palette if o in set(done["optimizer"])]
-    title = "Sensitivity: each trial's objective against its step size (learning rate; Rprop delta_0; GA sigma)"
+    title = "Sensitivity: each trial's objective against its step size (lines: the step size is all that was tuned)"
     fig, axes = _facets(datasets, title, 3.2, _text_width(present) + 1.0)
     for i, (ax, dataset) in enumerate(zip(axes, datasets, strict=True)):
         panel = done[done["dataset"] == dataset]
@@ -112,8 +112,11 @@ def figure_sensitivity(trials: pd.DataFrame, objective: str, palette: Palette | 
                 continue
             g = g.sort_values(f"setting.{setting}")
             marker = {"delta_0": "s", "mutation_sigma": "^"}.get(setting, "o")
-            ax.plot(g[f"setting.{setting}"], g["value"], marker=marker, markersize=3.5, linewidth=0.8,
-                    color=palette[optimizer], alpha=0.85)  # fmt: skip
+            # A line only where the step size is the only setting tuned: otherwise neighbours on
+            # the x axis differ in other settings too, and a line would zigzag between them.
+            alone = sum(c.startswith("setting.") and g[c].notna().any() for c in g.columns) == 1
+            ax.plot(g[f"setting.{setting}"], g["value"], marker=marker, markersize=3.5, linewidth=0.9 if alone else 0,
+                    color=palette[optimizer], alpha=0.8)  # fmt: skip
         ax.set_xscale("log")
         _objective_axis(ax, objective, panel["value"])
         _no_success_line(ax, panel, objective)
