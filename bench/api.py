@@ -470,7 +470,7 @@ class Results:
             meta["tuning"] = (
                 f"every optimizer tuned by bench tune on the same budget: {tuned.get('trials')} trials x "
                 f"{tuned.get('seeds')} tuning seeds per dataset ({tuned.get('sampler')} sampler, objective "
-                f"{tuned.get('objective')}; tuning seeds never used by these runs), in {tuned.get('seconds')} s; "
+                f"{tuned.get('objective')}; tuning seeds never used by these runs); its engine calls took {tuned.get('seconds')} s; "
                 f"cost units spent per optimizer: {spent} (folder {tuned.get('folder')})"
             )
         tables = {name: getattr(self, name) for name in ("plateaus", *TABLES)}

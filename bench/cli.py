@@ -269,7 +269,7 @@ def _tune(args: argparse.Namespace) -> Path:
         workers=args.workers,
         batch=args.batch,
     )
-    print(f"\ntuning: {tuned.path / 'TUNING.md'} ({tuned.seconds:.1f} s)")
+    print(f"\ntuning: {tuned.path / 'TUNING.md'}")
     print(f"tuned config: {tuned.config_path}")
     return tuned.config_path
 

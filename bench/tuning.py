@@ -224,8 +224,11 @@ def tune_study(
 
     def run(trials: list[Any]) -> None:
         params = [_as_settings(space, t.params) for t in trials]
+        start = time.perf_counter()
         scores = evaluate(cell, [{**fixed, **p} for p in params], tuning.seeds, batch)
+        share = (time.perf_counter() - start) / len(trials)  # the call's wall time, shared by its trials
         for t, s in zip(trials, scores):
+            study._storage.set_trial_user_attr(t._trial_id, "seconds", share)
             if isinstance(s, str):
                 study._storage.set_trial_user_attr(t._trial_id, "failed", s)
                 study.tell(t.number, state=TrialState.FAIL)
@@ -275,7 +278,7 @@ def trials_table(study: Any, cell: Cell, space: dict[str, sp.Dimension], tuning:
             "trial": t.number,
             "state": t.state.name.lower(),
             "value": t.value if t.value is not None else np.nan,
-            **{c: t.user_attrs.get(c, np.nan) for c in (*OBJECTIVE_COLUMNS, "cost", "solved")},
+            **{c: t.user_attrs.get(c, np.nan) for c in (*OBJECTIVE_COLUMNS, "cost", "solved", "seconds")},
             "seeds": tuning.seeds,
             "budget": cell.dataset.budget,
             "failed": t.user_attrs.get("failed", ""),
@@ -295,7 +298,7 @@ class Tuned:
     path: Path
     trials: pd.DataFrame
     config_path: Path
-    seconds: float
+    seconds: float  # compute time of all trials (each engine call's wall time; summed over workers and resumes)
 
 
 def folder(config: Config, root: Path) -> Path:
@@ -338,7 +341,8 @@ def tune(
     results = _run_studies(cells, url, t, batch, workers, log)
     trials = pd.concat([r.trials for r in results], ignore_index=True) if results else pd.DataFrame()
     write_parquet_atomic(path / "trials.parquet", trials)
-    seconds = time.perf_counter() - start
+    seconds = float(trials["seconds"].sum()) if not trials.empty else 0.0
+    log(f"tuned in {time.perf_counter() - start:.1f} s wall; the trials' engine calls took {seconds:.1f} s")
     tuned = tuned_config(config, results, path, seconds)
     config_path = path / "tuned.toml"
     write_text_atomic(config_path, _tuned_header(config, path) + to_toml(tuned))

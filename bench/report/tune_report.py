@@ -207,7 +207,8 @@ def write_tuning_report(tuned: Any, config: Any, results: list[Any]) -> Path:
         "",
         f"{t.trials} trials per dataset x optimizer, each scored on {t.seeds} tuning seeds (streams no "
         f"experiment's runs use); objective `{t.objective}`, sampler `{t.sampler}`, {t.batch} trials per "
-        f"engine call; seed {config.seed}; {tuned.seconds:.1f} s.",
+        f"engine call; seed {config.seed}; the trials' engine calls took {tuned.seconds:.1f} s (summed over "
+        "workers and resumed sessions).",
         "",
         f"Tuned config: `{tuned.config_path}`; evaluate it on fresh seeds with "
         f"`python -m bench run {tuned.config_path}`.",
