@@ -155,8 +155,10 @@ def run_trials(cell: Cell, settings: Any, seeds: list[int], batch: int | None = 
     """
     n = len(seeds)
     for field in base.per_run_settings(settings):
-        if len(getattr(settings, field)) != n:
-            raise ValueError(f"{field} has {len(getattr(settings, field))} per-run values for {n} runs")
+        value = getattr(settings, field)
+        for name, v in value.items() if isinstance(value, dict) else [(field, value)]:
+            if np.ndim(v) == 1 and len(v) != n:
+                raise ValueError(f"{name} has {len(v)} per-run values for {n} runs")
     return _run_parts(cell, list(range(n)), settings, list(seeds), TUNING_STREAMS, batch)
 
 

@@ -52,6 +52,7 @@ import pandas as pd
 from bench import seeding
 from bench.config import Cell, Config, OptimizerSpec, Tuning, settings_with, stable_hash, to_toml, tuning_space
 from bench.optimizers import space as sp
+from bench.optimizers.base import per_run_setting
 from bench.runner import build_optimizer, run_trials
 
 JOURNAL = "journal.log"
@@ -116,7 +117,8 @@ def evaluate_trials(
     Trials whose settings differ only in per-run settings (``PER_RUN``) run as one engine call
     (their seeds side by side on the runs axis); the others in one call per group.
     """
-    per_run = set(getattr(type(cell.optimizer.settings), "PER_RUN", ()))
+    names = {k for values in settings for k in values}
+    per_run = {k for k in names if per_run_setting(cell.optimizer.settings, k)}
     groups: dict[str, list[int]] = {}
     for i, values in enumerate(settings):
         key = stable_hash({k: v for k, v in values.items() if k not in per_run})

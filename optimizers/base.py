@@ -99,9 +99,23 @@ def settings_from_dict(cls: type, values: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
+def _holds_per_run(value: Any) -> bool:
+    if isinstance(value, dict):  # nested settings (restarts' base_settings)
+        return any(np.ndim(v) == 1 for v in value.values())
+    return np.ndim(value) == 1
+
+
 def per_run_settings(settings: Any) -> tuple[str, ...]:
     """The settings of ``settings`` that hold per-run arrays (R,) now (``optimizers.space``)."""
-    return tuple(f for f in getattr(settings, "PER_RUN", ()) if np.ndim(getattr(settings, f)) == 1)
+    return tuple(f for f in getattr(settings, "PER_RUN", ()) if _holds_per_run(getattr(settings, f)))
+
+
+def per_run_setting(settings: Any, name: str) -> bool:
+    """Whether setting ``name`` (``base_settings.x`` for a nested one) may hold a per-run array."""
+    outer, _, inner = name.partition(".")
+    if outer not in getattr(settings, "PER_RUN", ()):
+        return False
+    return not inner or inner in getattr(settings.base_optimizer_settings(), "PER_RUN", ())
 
 
 def settings_take(settings: Any, rows: np.ndarray) -> Any:
@@ -109,7 +123,13 @@ def settings_take(settings: Any, rows: np.ndarray) -> Any:
     fields = per_run_settings(settings)
     if not fields:
         return settings
-    return dataclasses.replace(settings, **{f: np.asarray(getattr(settings, f))[rows] for f in fields})
+
+    def take(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: take(v) for k, v in value.items()}
+        return np.asarray(value)[rows] if np.ndim(value) == 1 else value
+
+    return dataclasses.replace(settings, **{f: take(getattr(settings, f)) for f in fields})
 
 
 def search_space(settings: Any) -> dict[str, Any]:

@@ -27,7 +27,15 @@ import dataclasses
 from typing import Any, NamedTuple
 
 import numpy as np
-from bench.optimizers.base import SettingError, check_range, search_space, settings_from_dict, tree_put
+from bench.optimizers.base import (
+    SettingError,
+    check_range,
+    per_run_settings,
+    search_space,
+    settings_from_dict,
+    settings_take,
+    tree_put,
+)
 from bench.optimizers.registry import OPTIMIZERS, register_direct
 from bench.optimizers.space import Real
 from bench.optimizers.stagnation import Window, window_push, window_restart, window_stalled, window_start
@@ -47,7 +55,7 @@ class RestartSettings:
     patience: float = 1000.0
     min_delta: float = 1e-3
 
-    PER_RUN = ()  # the stagnation window is one width for all rows; trials run one call each
+    PER_RUN = ("patience", "min_delta", "base_settings")  # base_settings: those of the base's PER_RUN
     SEARCH_SPACE = {"patience": Real(100.0, 1e4, log=True)}
 
     def search_space(self) -> dict[str, Any]:
@@ -92,10 +100,15 @@ class Restarts:
         from bench import optimizers
 
         self.settings = settings
-        self.base = optimizers.build(settings.base, settings.base_optimizer_settings())
+        self.base_settings = settings.base_optimizer_settings()
+        self.base = optimizers.build(settings.base, self.base_settings)
         self.init_cost = self.base.init_cost
         self.max_step_cost = self.base.max_step_cost + self.base.init_cost
-        self._width, self._min_delta = np.array([settings.patience]), np.array([settings.min_delta])
+        # (K,) = (1,) for one window of all runs, (R, 1) for a window per run
+        self._width, self._min_delta = (
+            np.asarray(v, dtype=np.float64)[:, None] if np.ndim(v) == 1 else np.array([v])
+            for v in (settings.patience, settings.min_delta)
+        )
 
     def init(self, theta0: np.ndarray, problem: ProblemView, rngs: np.ndarray) -> RestartState:
         start = problem.cost
@@ -124,7 +137,7 @@ class Restarts:
         if restart.any():
             idx = np.flatnonzero(restart)
             fresh = np.concatenate([problem.draw(state.rngs[i], 1) for i in idx])
-            new_inner = self.base.init(fresh, problem.subview(idx), state.rngs[idx])
+            new_inner = self._base_of(idx).init(fresh, problem.subview(idx), state.rngs[idx])
             inner = tree_put(inner, idx, new_inner)
             attempt_best = attempt_best.copy()
             attempt_best[idx] = np.fmin(np.inf, new_inner.loss)
@@ -144,6 +157,14 @@ class Restarts:
             restarts=restarts,
             rngs=state.rngs,
         )
+
+    def _base_of(self, rows: np.ndarray) -> Any:
+        """The base optimizer of the rows ``rows`` (its own per-run settings, if any)."""
+        from bench import optimizers
+
+        if not per_run_settings(self.base_settings):
+            return self.base
+        return optimizers.build(self.settings.base, settings_take(self.base_settings, rows))
 
     def extra_columns(self, state: RestartState) -> dict[str, np.ndarray]:
         return {"restarts": state.restarts, "restart_cost": state.restart_cost}

@@ -56,7 +56,7 @@ def window_start(n_runs: int, n_widths: int = 1) -> Window:
 
 def window_push(window: Window, cost: np.ndarray, best: np.ndarray, widths: np.ndarray) -> Window:
     """The window with one more evaluation per run, (cost, best) both (R,), costs increasing;
-    ``widths`` (K,) are the widths watched, in cost units."""
+    ``widths`` (K,) are the widths watched, in cost units, or (R, K) for widths that differ per run."""
     if not len(cost):
         return window
     window = _room_for_one(window)
@@ -65,13 +65,13 @@ def window_push(window: Window, cost: np.ndarray, best: np.ndarray, widths: np.n
     log_cost[:, h], log_best[:, h] = cost, best  # past every earlier state's head: nobody reads it
     head = head + 1
     widths = np.asarray(widths, dtype=np.float64)
-    if uniform[0] and cost.min() == cost.max():
+    if uniform[0] and widths.ndim == 1 and cost.min() == cost.max():
         moved = _advance_one(log_cost[0], h + 1, lag[0], cost[0] - widths)
         if np.any(moved != lag[0]):
             lag = np.empty_like(lag)
             lag[...] = moved
         return Window(log_cost, log_best, head, start, lag, uniform)
-    limit = cost[:, None] - widths[None, :]
+    limit = cost[:, None] - (widths if widths.ndim == 2 else widths[None, :])
     lag = _advance(log_cost, h + 1, np.maximum(lag, start[:, None] - 1), limit)
     return Window(log_cost, log_best, head, start, lag, np.zeros_like(uniform))
 
@@ -92,7 +92,7 @@ def window_restart(window: Window, rows: np.ndarray, cost: np.ndarray, best: np.
 
 def window_stalled(window: Window, best: np.ndarray, min_deltas: np.ndarray) -> np.ndarray:
     """(R, K) bool: per width, the best loss ``best`` (R,) is at least (1 - min_delta) x the best
-    one window back; ``min_deltas`` (K,) are the relative drops, one per width."""
+    one window back; ``min_deltas`` (K,) are the relative drops, one per width ((R, K): per run)."""
     keep = 1.0 - np.asarray(min_deltas, dtype=np.float64)
     if len(best) and window.uniform[0]:
         lag, start = window.lag[0], window.start[0]

@@ -54,6 +54,22 @@ def cell_of(optimizer: dict, budget: int = 1500) -> config.Cell:
             {"name": "ga", "population_size": 10},
             {"mutation_sigma": [0.05, 0.5, 2.0], "crossover_probability": [0.1, 0.5, 1.0]},
         ),
+        (
+            {"name": "restarts", "base": "rprop", "base_settings": {"variant": "rprop+"}},
+            {
+                "patience": [150.0, 400.0, 900.0],
+                "min_delta": [0.0, 1e-3, 0.05],
+                "base_settings.delta_0": [1e-3, 0.1, 0.9],
+            },
+        ),
+        (
+            {"name": "restarts", "base": "momentum"},
+            {
+                "patience": [100.0, 300.0, 800.0],
+                "base_settings.learning_rate": [0.5, 3.0, 9.0],
+                "base_settings.momentum": [0.5, 0.9, 0.99],
+            },
+        ),
     ],
 )
 def test_runs_with_per_run_settings_match_each_setting_run_alone(optimizer, per_run):
@@ -73,6 +89,10 @@ def test_runs_with_per_run_settings_match_each_setting_run_alone(optimizer, per_
         for column in ("status", "epochs", "cost", "final_loss", "best_loss", "cost_to_success"):
             pd.testing.assert_series_equal(part[column], alone[column], check_names=False)
         np.testing.assert_array_equal(np.stack(part["theta_final"]), np.stack(alone["theta_final"]))
+        if "restarts" in part:
+            pd.testing.assert_series_equal(part["restarts"], alone["restarts"], check_names=False)
+    if "restarts" in together:
+        assert together["restarts"].nunique() > 1  # attempts restart at different times
 
 
 def test_per_run_settings_do_not_depend_on_the_engine_batch():
