@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
+from bench.optimizers import stagnation
 from bench.optimizers.registry import register_direct
 from bench.optimizers.stagnation import window_push, window_restart, window_stalled, window_start
 from hypothesis import given, settings
@@ -81,6 +82,90 @@ def test_an_earlier_state_is_not_changed_by_later_pushes():
     for leaf, before in zip(window[2:], kept[2:]):
         np.testing.assert_array_equal(leaf, before)
     assert later.cost.shape[1] < 200  # old columns are dropped: the log holds about one window
+
+
+class JunkNumpy:
+    """numpy as the stagnation module sees it, except that a fresh array holds ``junk`` rather than
+    whatever the memory held: an answer that depends on a log column nobody wrote shows."""
+
+    def __init__(self, junk: float) -> None:
+        self.junk = junk
+
+    def __getattr__(self, name: str):
+        return getattr(np, name)
+
+    def _fill(self, dtype) -> float | int:
+        return self.junk if np.dtype(dtype).kind == "f" else 2**40
+
+    def empty(self, shape, dtype=float):
+        return np.full(shape, self._fill(dtype), dtype=dtype)
+
+    def empty_like(self, a, dtype=None):
+        dtype = a.dtype if dtype is None else dtype
+        return np.full(np.shape(a), self._fill(dtype), dtype=dtype)
+
+
+def rule_stalled(watch: list[tuple[float, float]], width: float, min_delta: float) -> bool:
+    """The module docstring's rule, on one run's raw evaluations (cost, loss) since its watch began:
+    best(x) is the lowest loss at cost <= x; stalled at the newest cost c when some evaluation is
+    at or before c - width and best(c) >= (1 - min_delta) x best(c - width)."""
+    now = watch[-1][0]
+    then = [loss for cost, loss in watch if cost <= now - width]
+    return bool(then) and min(loss for _, loss in watch) >= (1.0 - min_delta) * min(then)
+
+
+# Narrower than most steps (one column back), a few steps, and wider than the first 64 columns.
+RULE_WIDTHS, RULE_DROPS = np.array([2.5, 11.0, 400.0]), np.array([0.0, 1e-3, 0.05])
+
+
+@pytest.mark.parametrize("junk", [np.nan, -np.inf])
+@pytest.mark.parametrize(("seed", "together"), [(0, True), (1, True), (2, False), (3, False), (4, False)])
+def test_window_follows_the_rule_without_reading_unwritten_columns(monkeypatch, seed, together, junk):
+    """Seeded runs against the rule on raw losses: costs per step uneven (and, unless ``together``,
+    different per row), restarts, three widths over one log that outgrows 64 columns while still
+    unwatched; fresh arrays full of junk.  Every earlier state keeps its answer and its values."""
+    monkeypatch.setattr(stagnation, "np", JunkNumpy(junk))
+    rng = np.random.default_rng(seed)
+    n_runs, steps = 3, 420
+    window = window_start(n_runs, len(RULE_WIDTHS))
+    watches: list[list[tuple[float, float]]] = [[] for _ in range(n_runs)]
+    cost, loss = np.zeros(n_runs), np.ones(n_runs)
+    history = []
+    for step in range(steps):
+        increments = rng.choice([1, 1, 1, 2, 3, 7, 20], 1 if together else n_runs)
+        cost = cost + increments
+        # Stands still, creeps, falls or rises: the best of the attempt is what is pushed.
+        loss = loss * rng.choice([1.0, 1.0, 1 - 1e-4, 0.9, 1.2], n_runs)
+        for r in range(n_runs):
+            watches[r].append((cost[r], loss[r]))
+        best = np.array([min(x for _, x in w) for w in watches])
+        window = window_push(window, cost.copy(), best, RULE_WIDTHS)
+        # Restarts only once the log has been copied a few times when the rows step together.
+        rate = 0.0 if together and step < 300 else 0.03
+        rows = np.flatnonzero(rng.random(n_runs) < rate)
+        if len(rows):
+            cost[rows] += 3  # the new attempt's first evaluation replaces the newest entry
+            loss[rows] = 1.0 + rng.random(len(rows))
+            window = window_restart(window, rows, cost[rows], loss[rows])
+            for r in rows:
+                watches[r] = [(cost[r], loss[r])]
+            best = np.array([min(x for _, x in w) for w in watches])
+        got = window_stalled(window, best, RULE_DROPS)
+        want = [[rule_stalled(w, width, d) for width, d in zip(RULE_WIDTHS, RULE_DROPS)] for w in watches]
+        np.testing.assert_array_equal(got, want, err_msg=f"step {step}")
+        head = int(window.head[0])
+        kept = (window.cost[:, :head].copy(), window.best[:, :head].copy(), *(np.copy(x) for x in window[2:]))
+        history.append((window, best, got, kept))
+    copied = history[64][0]  # the 65th push found the first log full, the widest width not yet watched
+    assert copied.cost.shape[1] > 64 and (copied.lag[:, 2] < copied.start).all()
+    assert history[299][0].uniform[0] == together  # rows stepping together follow one look-back
+    for state, best, got, kept in history:  # later pushes and restarts changed no earlier state
+        head = int(state.head[0])
+        np.testing.assert_array_equal(window_stalled(state, best, RULE_DROPS), got)
+        np.testing.assert_array_equal(state.cost[:, :head], kept[0])
+        np.testing.assert_array_equal(state.best[:, :head], kept[1])
+        for leaf, before in zip(state[2:], kept[2:]):
+            np.testing.assert_array_equal(leaf, before)
 
 
 # ------------------------------------------------------------------ the runner's statuses, on constructed curves
@@ -218,3 +303,25 @@ def test_a_run_that_stops_on_a_plateau_is_still_on_it():
 def test_no_plateau_while_the_loss_keeps_falling():
     runs, _, plateaus, _ = scripted_tables(rate=rate_for(0.05, 60))
     assert plateaus.empty and (runs["plateaus"] == 0).all() and (runs["plateau_share"] == 0).all()
+
+
+def test_widths_per_run_watch_each_row_as_its_own_window():
+    """(R, K) widths and drops (restarts with per-run patience): row r answers as a one-row window
+    with row r's width and drop, whether the rows step together or not."""
+    rng = np.random.default_rng(7)
+    widths, drops = np.array([[2.5], [11.0], [400.0]]), np.array([[0.0], [1e-3], [0.05]])
+    together = window_start(3, 1)
+    alone = [window_start(1, 1) for _ in range(3)]
+    cost, best = np.zeros(3), np.ones(3)
+    seen = set()
+    for step in range(300):
+        cost = cost + rng.choice([1, 2, 7], 1 if step < 150 else 3)
+        best = best * rng.choice([1.0, 1 - 1e-4, 0.9], 3)
+        together = window_push(together, cost.copy(), best, widths)
+        got = window_stalled(together, best, drops)[:, 0]
+        for r in range(3):
+            alone[r] = window_push(alone[r], cost[r : r + 1].copy(), best[r : r + 1], widths[r])
+            assert got[r] == window_stalled(alone[r], best[r : r + 1], drops[r])[0, 0], (step, r)
+        seen |= {(r, bool(got[r])) for r in range(3)}
+    assert seen >= {(0, True), (0, False), (1, True), (1, False), (2, False)}
+    assert not together.uniform[0]  # one look-back per row: never the shared path
