@@ -431,3 +431,12 @@ def test_run_tune_tunes_then_runs_the_tuned_config_and_its_report_states_the_cos
     assert "6 trials x 3 tuning seeds per dataset" in report
     runs = pd.read_parquet(latest / "runs.parquet")
     assert runs["learning_rate"].iloc[0] == tune.best_trial(trials, "art")["setting.learning_rate"]
+
+
+def test_an_rdb_storage_url_gives_the_same_trials_as_the_journal(tmp_path):
+    """``--storage URL`` (PostgreSQL for several machines; SQLite here) holds the same studies."""
+    cfg = config.from_dict(doc())
+    journal = tune.tune(cfg, tmp_path / "a", workers=1, progress=False)
+    rdb = tune.tune(cfg, tmp_path / "b", storage=f"sqlite:///{tmp_path / 'studies.db'}", workers=1, progress=False)
+    same_trials(journal.trials, rdb.trials)
+    assert (tmp_path / "studies.db").is_file() and not (rdb.path / "journal.log").exists()
