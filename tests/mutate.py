@@ -86,7 +86,7 @@ PLANTED = [
         "the GA's mutation probability reads the crossover probability",
     ),
     ("bench/config.py", "patience: float = 0.25", "patience: float = 0.5", "default stagnation patience 0.5"),
-    ("bench/config.py", "min_delta: float = 1e-3", "min_delta: float = 1e-2", "default min_delta 1e-2"),
+    ("bench/config.py", "\n    min_delta: float = 1e-3", "\n    min_delta: float = 1e-2", "default min_delta 1e-2"),
     ("bench/runner.py", "diverged = ~np.isfinite(loss)", "diverged = np.isnan(loss)", "diverged counts NaN, not inf"),
     ("bench/mlp.py", "np.sqrt(6.0 / (lay.n_in", "np.sqrt(3.0 / (lay.n_in", "Glorot range sqrt(3 / (in + out))"),
     (
@@ -97,9 +97,15 @@ PLANTED = [
     ),
     (
         "optimizers/stagnation.py",
-        "best >= (1.0 - min_delta) * then",
-        "best > (1.0 - min_delta) * then",
-        "stuck only on a drop strictly less than min_delta",
+        "\n            return watched & (best[:, None] >= keep * then)",
+        "\n            return watched & (best[:, None] > keep * then)",
+        "stuck only on a drop strictly less than min_delta (rows stepping together)",
+    ),
+    (
+        "optimizers/stagnation.py",
+        "\n        return watched & (best[:, None] >= keep * then)",
+        "\n        return watched & (best[:, None] > keep * then)",
+        "stuck only on a drop strictly less than min_delta (rows stepping apart)",
     ),
 ]
 
