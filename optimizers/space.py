@@ -18,6 +18,13 @@ import dataclasses
 from typing import Any
 
 
+def _check_bounds(low: float, high: float, log: bool) -> None:
+    if not low < high:
+        raise ValueError(f"low must be < high, got low={low}, high={high}")
+    if log and low <= 0:
+        raise ValueError(f"a log range needs low > 0, got {low}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Real:
     """A float in [low, high], searched uniformly, or log-uniformly when ``log``.
@@ -33,10 +40,7 @@ class Real:
     complement: bool = False
 
     def __post_init__(self) -> None:
-        if not self.low < self.high:
-            raise ValueError(f"low must be < high, got low={self.low}, high={self.high}")
-        if self.log and self.low <= 0:
-            raise ValueError(f"a log range needs low > 0, got {self.low}")
+        _check_bounds(self.low, self.high, self.log)
         if self.complement and not (self.high < 1 and self.log):
             raise ValueError("complement searches 1 - value on a log scale: it needs log = true and high < 1")
 
@@ -54,10 +58,7 @@ class Integer:
     log: bool = False
 
     def __post_init__(self) -> None:
-        if not self.low < self.high:
-            raise ValueError(f"low must be < high, got low={self.low}, high={self.high}")
-        if self.log and self.low <= 0:
-            raise ValueError(f"a log range needs low > 0, got {self.low}")
+        _check_bounds(self.low, self.high, self.log)
 
     def describe(self) -> str:
         return f"{self.low}..{self.high} (integer{', log' if self.log else ''})"

@@ -70,42 +70,42 @@ def _legend(fig: Figure, palette: Palette, present: list[str]) -> None:
     fig.legend(handles=handles, title="optimizer", loc="outside right center", frameon=False)
 
 
-def figure_history(trials: pd.DataFrame, objective: str, palette: Palette | None = None) -> Figure:
-    """Best objective so far against the trial number; points: each trial's own value."""
-    palette = palette or optimizer_palette(trials["optimizer"])
-    done = trials[trials["state"] == "complete"]
-    datasets = list(pd.unique(done["dataset"]))
-    present = [o for o in palette if o in set(done["optimizer"])]
-    fig, axes = _facets(datasets, f"Tuning history: the best {objective} so far", 3.2, _text_width(present) + 1.0)
+def _per_dataset(table: pd.DataFrame, title: str, xlabel: str, draw: Any, palette: Palette | None) -> Figure:
+    """One panel per dataset of ``table``; ``draw(ax, panel, palette)`` fills a panel."""
+    palette = palette or optimizer_palette(table["optimizer"])
+    datasets = list(pd.unique(table["dataset"]))
+    present = [o for o in palette if o in set(table["optimizer"])]
+    fig, axes = _facets(datasets, title, 3.2, _text_width(present) + 1.0)
     for i, (ax, dataset) in enumerate(zip(axes, datasets, strict=True)):
-        panel = done[done["dataset"] == dataset]
-        for optimizer, g in panel.groupby("optimizer", sort=False):
-            g = g.sort_values("trial")
-            best = (
-                np.maximum.accumulate(g["value"]) if objective == "success_rate" else np.minimum.accumulate(g["value"])
-            )
-            ax.scatter(g["trial"], g["value"], s=8, color=palette[optimizer], alpha=0.35, linewidths=0)
-            ax.step(g["trial"], best, where="post", color=palette[optimizer], linewidth=1.8)
-        _objective_axis(ax, objective, panel["value"])
-        _no_success_line(ax, panel, objective)
+        draw(ax, table[table["dataset"] == dataset], palette)
         ax.set_title(dataset)
-        ax.set_xlabel("trial")
+        ax.set_xlabel(xlabel)
         if i % MAX_COLUMNS:
             ax.set_ylabel("")
     _legend(fig, palette, present)
     return fig
 
 
+def figure_history(trials: pd.DataFrame, objective: str, palette: Palette | None = None) -> Figure:
+    """Best objective so far against the trial number; points: each trial's own value."""
+
+    def draw(ax: Any, panel: pd.DataFrame, palette: Palette) -> None:
+        for optimizer, g in panel.groupby("optimizer", sort=False):
+            g = g.sort_values("trial")
+            running = np.maximum if objective == "success_rate" else np.minimum
+            ax.scatter(g["trial"], g["value"], s=8, color=palette[optimizer], alpha=0.35, linewidths=0)
+            ax.step(g["trial"], running.accumulate(g["value"]), where="post", color=palette[optimizer], linewidth=1.8)
+        _objective_axis(ax, objective, panel["value"])
+        _no_success_line(ax, panel, objective)
+
+    done = trials[trials["state"] == "complete"]
+    return _per_dataset(done, f"Tuning history: the best {objective} so far", "trial", draw, palette)
+
+
 def figure_sensitivity(trials: pd.DataFrame, objective: str, palette: Palette | None = None) -> Figure:
     """Every trial's objective against its step size, one colour per optimizer."""
-    palette = palette or optimizer_palette(trials["optimizer"])
-    done = trials[trials["state"] == "complete"]
-    datasets = list(pd.unique(done["dataset"]))
-    present = [o for o in palette if o in set(done["optimizer"])]
-    title = "Sensitivity: each trial's objective against its step size (lines: the step size is all that was tuned)"
-    fig, axes = _facets(datasets, title, 3.2, _text_width(present) + 1.0)
-    for i, (ax, dataset) in enumerate(zip(axes, datasets, strict=True)):
-        panel = done[done["dataset"] == dataset]
+
+    def draw(ax: Any, panel: pd.DataFrame, palette: Palette) -> None:
         for optimizer, g in panel.groupby("optimizer", sort=False):
             setting = step_setting(g)
             if setting is None:
@@ -120,12 +120,10 @@ def figure_sensitivity(trials: pd.DataFrame, objective: str, palette: Palette | 
         ax.set_xscale("log")
         _objective_axis(ax, objective, panel["value"])
         _no_success_line(ax, panel, objective)
-        ax.set_title(dataset)
-        ax.set_xlabel("step size (o learning rate, s delta_0, ^ sigma)")
-        if i % MAX_COLUMNS:
-            ax.set_ylabel("")
-    _legend(fig, palette, present)
-    return fig
+
+    title = "Sensitivity: each trial's objective against its step size (lines: the step size is all that was tuned)"
+    done = trials[trials["state"] == "complete"]
+    return _per_dataset(done, title, "step size (o learning rate, s delta_0, ^ sigma)", draw, palette)
 
 
 def best_after_k_table(trials: pd.DataFrame, objective: str) -> pd.DataFrame:
@@ -139,24 +137,16 @@ def best_after_k_table(trials: pd.DataFrame, objective: str) -> pd.DataFrame:
 
 def figure_best_after_k(table: pd.DataFrame, objective: str, palette: Palette | None = None) -> Figure:
     """The expected best objective after k trials (median, band: 5-95 % of the bootstrap)."""
-    palette = palette or optimizer_palette(table["optimizer"])
-    datasets = list(pd.unique(table["dataset"]))
-    present = [o for o in palette if o in set(table["optimizer"])]
-    title = "Best result after k trials (bootstrap of the trials: median, 5-95 %)"
-    fig, axes = _facets(datasets, title, 3.2, _text_width(present) + 1.0)
-    for i, (ax, dataset) in enumerate(zip(axes, datasets, strict=True)):
-        panel = table[table["dataset"] == dataset]
+
+    def draw(ax: Any, panel: pd.DataFrame, palette: Palette) -> None:
         for optimizer, g in panel.groupby("optimizer", sort=False):
             ax.plot(g["k"], g["median"], color=palette[optimizer], linewidth=1.8)
             ax.fill_between(g["k"], g["low"], g["high"], color=palette[optimizer], alpha=0.15, linewidth=0)
         _objective_axis(ax, objective, pd.concat([panel["low"], panel["high"]]))
         ax.set_xscale("log")
-        ax.set_title(dataset)
-        ax.set_xlabel("trials k")
-        if i % MAX_COLUMNS:
-            ax.set_ylabel("")
-    _legend(fig, palette, present)
-    return fig
+
+    title = "Best result after k trials (bootstrap of the trials: median, 5-95 %)"
+    return _per_dataset(table, title, "trials k", draw, palette)
 
 
 def importance_table(results: list[Any]) -> pd.DataFrame:
