@@ -239,7 +239,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     cells = config.cells()
     print(
         f"ok: {config.source} is valid: experiment {config.name!r} (hash {config.hash}), "
-        f"{len(config.datasets)} datasets x {len(config.optimizers)} optimizer settings = {len(cells)} cells "
+        # Entries of a tuned config share a label across datasets: count what the tables show.
+        f"{len(config.datasets)} datasets x {len({o.label for o in config.optimizers})} optimizer settings = "
+        f"{len(cells)} cells "
         f"of {config.runs} runs"
     )
     if args.no_estimate:

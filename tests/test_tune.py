@@ -440,3 +440,16 @@ def test_an_rdb_storage_url_gives_the_same_trials_as_the_journal(tmp_path):
     rdb = tune.tune(cfg, tmp_path / "b", storage=f"sqlite:///{tmp_path / 'studies.db'}", workers=1, progress=False)
     same_trials(journal.trials, rdb.trials)
     assert (tmp_path / "studies.db").is_file() and not (rdb.path / "journal.log").exists()
+
+
+def test_validate_counts_a_tuned_config_by_its_labels(tmp_path, capsys):
+    d = doc(datasets=[{"name": "xor"}, {"name": "parity", "params": {"n_bits": 3}, "label": "p3"}])
+    d["optimizers"] = [
+        {"name": "gd", "label": "gd", "datasets": ["xor"], "learning_rate": 1.0},
+        {"name": "gd", "label": "gd", "datasets": ["p3"], "learning_rate": 3.0},
+        {"name": "random_search"},
+    ]
+    path = tmp_path / "t.toml"
+    path.write_text(config.to_toml(d))
+    assert main(["validate", str(path), "--no-estimate"]) == 0
+    assert "2 datasets x 2 optimizer settings = 4 cells of 4 runs" in capsys.readouterr().out
