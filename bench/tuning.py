@@ -36,7 +36,6 @@ studies.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import re
 import sys
 import time
@@ -255,15 +254,12 @@ def tune_study(
 
 
 def _defaults(opt: OptimizerSpec, space: dict[str, sp.Dimension]) -> dict[str, Any]:
-    from bench.optimizers.base import settings_dict
-
-    values = settings_dict(opt.settings)
+    """The entry's own settings as the study's parameters (trial 0); a nested setting is read
+    from the resolved base settings (restarts' base optimizer, defaults filled in)."""
     out = {}
     for setting, dim in space.items():
         outer, _, inner = setting.partition(".")
-        value = values[outer].get(inner) if inner else values[setting]
-        if inner and value is None:  # a nested setting left at its default (restarts' base optimizer)
-            value = settings_dict(opt.settings.base_optimizer_settings()).get(inner)
+        value = getattr(opt.settings.base_optimizer_settings(), inner) if inner else getattr(opt.settings, setting)
         if value is not None:
             out[sp.parameter_name(setting, dim)] = sp.to_parameter(dim, value)
     return out
@@ -483,6 +479,3 @@ def _tuned_header(config: Config, path: Path) -> str:
         f"# ({config.tuning.trials} trials x {config.tuning.seeds} seeds, objective {config.tuning.objective}).\n"
         f"# Evaluate it on fresh seeds: python -m bench run {path / 'tuned.toml'}\n\n"
     )
-
-
-logging.getLogger("optuna").setLevel(logging.WARNING)
