@@ -195,6 +195,7 @@ class ModelSpec:
     reduction: str = "sum"
     output: str | None = None
     loss: str | None = None
+    dtype: str = "float64"  # the arithmetic of forward and backward passes (bench.mlp.DTYPES)
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,7 @@ class DatasetSpec:
     model: ModelSpec  # resolved: hidden, output and loss are set
     budget: int
     success: Success
+    backend: str = "auto"  # [engine] backend, as asked; network().backend is what it resolves to
 
     def load(self) -> datasets.Dataset:
         data = datasets.load(self.name, **self.params)
@@ -216,7 +218,7 @@ class DatasetSpec:
 
     def network(self) -> mlp.MLP:
         m = self.model
-        return mlp.MLP(self.layer_sizes(), m.activation, m.output, m.loss, m.reduction)
+        return mlp.MLP(self.layer_sizes(), m.activation, m.output, m.loss, m.reduction, self.backend, m.dtype)
 
 
 TUNING_OBJECTIVES = ("art", "final_loss", "success_rate")
@@ -260,6 +262,14 @@ class OptimizerSpec:
 
 
 @dataclass(frozen=True)
+class Engine:
+    """How cells are computed: ``backend`` "auto" (compiled kernels for small networks, numpy's
+    BLAS for the others), "numpy" or "numba" (``bench.mlp.resolve_backend``)."""
+
+    backend: str = "auto"
+
+
+@dataclass(frozen=True)
 class Config:
     name: str
     seed: int
@@ -275,6 +285,7 @@ class Config:
     plugins: tuple[str, ...] = ()  # modules imported first: they register datasets and optimizers
     tuning: Tuning = field(default_factory=Tuning)
     tuned: dict[str, Any] = field(default_factory=dict)  # written by bench tune: what tuning cost
+    engine: Engine = field(default_factory=Engine)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain values (what is hashed and written as config.toml)."""
@@ -287,6 +298,7 @@ class Config:
                 "budget": self.budget,
                 **({"plugins": list(self.plugins)} if self.plugins else {}),
             },
+            "engine": dataclasses.asdict(self.engine),
             "stopping": dataclasses.asdict(self.stopping),
             "record": dataclasses.asdict(self.record),
             "analysis": dataclasses.asdict(self.analysis),
@@ -342,6 +354,11 @@ class Cell:
         return range(self.config.runs)
 
     @property
+    def backend(self) -> str:
+        """What evaluates this cell's network, "numpy" or "numba" (the engine's "auto" resolved)."""
+        return self.dataset.network().backend
+
+    @property
     def key(self) -> str:
         """This cell within its config: a hash of what decides its numbers and its labels."""
         return stable_hash(self._identity(labels=True))
@@ -366,6 +383,7 @@ class Cell:
         return {
             "seed": self.config.seed,
             "runs": self.config.runs,
+            "backend": self.backend,
             "stopping": c["stopping"],
             "record": c["record"],
             "dataset": d,
@@ -523,6 +541,7 @@ def from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
     stopping = errors.check(lambda: _read_stopping(top.take("stopping", dict, {}), source), Stopping())
     record = errors.check(lambda: _read_record(top.take("record", dict, {}), source), Record())
     analysis = errors.check(lambda: _read_analysis(top.take("analysis", dict, {}), source), Analysis())
+    engine = errors.check(lambda: _read_engine(top.take("engine", dict, {}), source), Engine())
     base_model = errors.check(lambda: _read_model(top.take("model", dict, {}), source, "model", ModelSpec()))
 
     raw_datasets = errors.check(lambda: _nonempty(top, "datasets", 'dataset, e.g. [[datasets]] name = "xor"'), [])
@@ -544,7 +563,10 @@ def from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
     tuned = errors.check(lambda: top.take("tuned", dict, {}), {})
     errors.check(
         lambda: top.done(
-            ["experiment", "stopping", "record", "analysis", "tuning", "tuned", "model", "datasets", "optimizers"]
+            [
+                "experiment", "engine", "stopping", "record", "analysis", "tuning", "tuned", "model", "datasets",
+                "optimizers",
+            ]  # fmt: skip
         )
     )
 
@@ -570,11 +592,30 @@ def from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
                 errors.errors.append(
                     ConfigError(source, what, f'two entries are labelled {label!r}; give each a distinct label = "..."')
                 )
+    if engine is not None:
+        specs = tuple(dataclasses.replace(d, backend=engine.backend) for d in specs)
+        for i, d in enumerate(specs):
+            errors.check(lambda d=d, i=i: _check_backend(d, source, i))
     errors.raise_any()
     return Config(
         name, seed, runs, budget, specs, opts, stopping, record, description, source, analysis, tuple(plugins),
-        tuning, tuned,
+        tuning, tuned, engine or Engine(),
     )  # fmt: skip
+
+
+def _read_engine(table: Any, source: str) -> Engine:
+    r = _Reader(table, source, "engine")
+    engine = _read_flat(r, Engine)
+    _choice(r, "backend", engine.backend, mlp.BACKENDS)
+    return engine
+
+
+def _check_backend(d: DatasetSpec, source: str, i: int) -> None:
+    """The engine's backend must be able to compute this dataset's network (numba: float64)."""
+    try:
+        d.network()
+    except ValueError as exc:
+        raise ConfigError(source, "engine.backend", f"cannot compute datasets[{i}] ({d.label}): {exc}") from None
 
 
 def _read_name(exp: _Reader) -> str:
@@ -816,10 +857,12 @@ def _read_model(table: Any, source: str, path: str, base: ModelSpec) -> ModelSpe
         reduction=r.take("reduction", str, base.reduction),
         output=r.take("output", str, base.output),
         loss=r.take("loss", str, base.loss),
+        dtype=r.take("dtype", str, base.dtype),
     )
     _choice(r, "activation", spec.activation, mlp.HIDDEN_ACTIVATIONS)
     _choice(r, "init", spec.init, mlp.INIT_SCHEMES)
     _choice(r, "reduction", spec.reduction, mlp.REDUCTIONS)
+    _choice(r, "dtype", spec.dtype, mlp.DTYPES)
     _choice(r, "output", spec.output, ("sigmoid", "softmax", "identity"))
     _choice(r, "loss", spec.loss, ("mse", "bce", "cross_entropy"))
     if spec.init_scale is not None and not 0 < spec.init_scale <= MAX_INIT_SCALE:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bench import kernels
+
 HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
 OUTPUT_LOSS_PAIRS = {
     ("sigmoid", "mse"),
@@ -35,6 +37,37 @@ OUTPUT_LOSS_PAIRS = {
 }
 INIT_SCHEMES = ("uniform", "glorot", "he")
 REDUCTIONS = ("sum", "mean")
+BACKENDS = ("auto", "numpy", "numba")
+DTYPES = ("float64", "float32")
+# "auto" compiles networks whose every layer has at most this many weights (n_in x n_out): there
+# numpy's per-call overhead outweighs its arithmetic.  Wider layers pay for a BLAS product.
+COMPILED_MAX_WEIGHTS = 128
+
+
+def resolve_backend(backend: str, layer_sizes: Sequence[int], dtype: str = "float64") -> str:
+    """The backend that evaluates a network: "numpy" or "numba" ("auto" decides by size).
+
+    "auto" is "numba" for float64 networks whose layers all have at most COMPILED_MAX_WEIGHTS
+    weights, if numba imports here; otherwise "numpy".  The choice depends on the network only,
+    never on the number of runs, so a run computes the same in a batch of any size.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if backend == "numba":
+        if dtype != "float64":
+            raise ValueError(
+                "the numba backend computes in float64; float32 pays where matrix products are big, "
+                'which is the numpy backend\'s domain: use backend = "numpy" or "auto" with dtype = "float32"'
+            )
+        if not kernels.available():
+            raise ValueError('backend "numba" needs the numba package (pip install numba), or use backend = "numpy"')
+        return backend
+    if backend == "numpy":
+        return backend
+    small = all(n_in * n_out <= COMPILED_MAX_WEIGHTS for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:]))
+    return "numba" if small and dtype == "float64" and kernels.available() else "numpy"
 
 
 _CHUNK = 1 << 13  # elements per chunk: elementwise passes then stay in the L2 cache
@@ -106,7 +139,7 @@ def _activate(name: str, z: np.ndarray, need_slope: bool) -> tuple[np.ndarray, n
     flat_z = _memory_order_flat(z)
     flat_s = _memory_order_flat(slope) if slope is not None else None
     size = min(_CHUNK, flat_z.size)
-    e, d, neg = np.empty(size), np.empty(size), np.empty(size, dtype=bool)
+    e, d, neg = np.empty(size, dtype=z.dtype), np.empty(size, dtype=z.dtype), np.empty(size, dtype=bool)
     chunk = _ACTIVATION_CHUNKS[name]
     for start in range(0, flat_z.size, _CHUNK):
         cz = flat_z[start : start + _CHUNK]
@@ -150,8 +183,8 @@ def _logistic_pair(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _with_ones(X: np.ndarray) -> np.ndarray:
-    """[X, 1]: the inputs with a column of ones for the bias."""
-    return np.concatenate([X, np.ones((X.shape[0], 1))], axis=1)
+    """[X, 1]: the inputs with a column of ones for the bias (in X's dtype)."""
+    return np.concatenate([X, np.ones((X.shape[0], 1), dtype=X.dtype)], axis=1)
 
 
 def _stacked_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -212,6 +245,13 @@ class MLP:
         identity+mse.
     reduction : {"sum", "mean"}
         Add the per-pattern losses (the classic E) or average them.
+    backend : {"auto", "numpy", "numba"}
+        Who evaluates the network: numpy (BLAS products), or a compiled loop (``bench.kernels``)
+        that pays for small networks; "auto" picks by size (``resolve_backend``).
+    dtype : {"float64", "float32"}
+        The arithmetic of forward and backward passes.  Parameters, losses and gradients are
+        always handed over as float64 (the optimizers keep float64 "master" parameters, as in
+        mixed-precision training); float32 halves the memory traffic of big matrix products.
     """
 
     def __init__(
@@ -221,6 +261,8 @@ class MLP:
         output_activation: str = "sigmoid",
         loss: str = "mse",
         reduction: str = "sum",
+        backend: str = "auto",
+        dtype: str = "float64",
     ) -> None:
         sizes = [int(n) for n in layer_sizes]
         if len(sizes) < 2 or any(n < 1 for n in sizes):
@@ -239,6 +281,8 @@ class MLP:
         if output_activation == "softmax" and sizes[-1] < 2:
             raise ValueError("a softmax output needs at least 2 units")
         self.layer_sizes = tuple(sizes)
+        self.dtype = dtype
+        self.backend = resolve_backend(backend, sizes, dtype)
         self.hidden_activation = hidden_activation
         self.output_activation = output_activation
         self.loss_name = loss
@@ -249,12 +293,24 @@ class MLP:
             start += n_in * n_out + n_out
         self.layers: tuple[Layer, ...] = tuple(layers)
         self.n_params = start
+        self._layout = (
+            np.array(sizes, dtype=np.int64),
+            np.array([lay.w_start for lay in layers], dtype=np.int64),
+            kernels.HIDDEN_CODES[hidden_activation],
+            kernels.OUTPUT_CODES[(output_activation, loss)],
+            reduction == "mean",
+        )
 
     def __repr__(self) -> str:
+        extra = "" if self.dtype == "float64" else f", dtype={self.dtype!r}"
         return (
             f"MLP({list(self.layer_sizes)}, hidden={self.hidden_activation!r}, "
-            f"output={self.output_activation!r}, loss={self.loss_name!r}, reduction={self.reduction!r})"
+            f"output={self.output_activation!r}, loss={self.loss_name!r}, reduction={self.reduction!r}{extra})"
         )
+
+    def _compute(self, a: np.ndarray) -> np.ndarray:
+        """``a`` in the network's arithmetic dtype (float64 arrays pass through)."""
+        return a if self.dtype == "float64" else a.astype(self.dtype)
 
     # ------------------------------------------------------------------ parameters
     def _check_theta(self, theta: np.ndarray) -> np.ndarray:
@@ -380,9 +436,12 @@ class MLP:
         """Network outputs, shape (R, N, n_out), for ``theta`` (R, P) and inputs ``X`` (N, n_in)."""
         theta = self._check_theta(theta)
         X = self._check_inputs(X)
+        if self.backend == "numba":
+            _, _, out = kernels.evaluate(theta, X, np.zeros((X.shape[0], self.layer_sizes[-1])), self._layout, False, True)
+            return out
         with np.errstate(all="ignore"):
-            _, z = self._forward(theta, _with_ones(X))
-            return self._output(z)
+            _, z = self._forward(self._compute(theta), _with_ones(self._compute(X)))
+            return self._output(z).astype(np.float64, copy=False)
 
     def _check_inputs(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
@@ -457,6 +516,18 @@ class MLP:
         Y = np.asarray(Y, dtype=np.float64)
         if Y.shape != (X.shape[0], self.layer_sizes[-1]):
             raise ValueError(f"Y must have shape ({X.shape[0]}, {self.layer_sizes[-1]}), got {Y.shape}")
+        if self.backend == "numba":
+            return kernels.evaluate(theta, X, Y, self._layout, need_grad, need_output)
+        if self.dtype != "float64":
+            loss, grad, out = self._evaluate(self._compute(theta), self._compute(X), self._compute(Y), need_grad, need_output)
+            as64 = (None if a is None else a.astype(np.float64) for a in (grad, out))
+            return loss.astype(np.float64), *as64
+        return self._evaluate(theta, X, Y, need_grad, need_output)
+
+    def _evaluate(
+        self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, need_grad: bool, need_output: bool
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """``evaluate`` with numpy, in the dtype of the arrays given."""
         n_runs = theta.shape[0]
         X1 = _with_ones(X)
         # Rows are independent, so large batches go in groups whose activations fit in cache:
@@ -467,9 +538,9 @@ class MLP:
                 hidden, z = self._forward(theta, X1, need_grad)
                 loss, delta, out = self._loss_and_output_delta(z, Y, need_grad, need_output)
                 return loss, self._backward(theta, X1, hidden, delta) if need_grad else None, out
-        loss = np.empty(n_runs)
+        loss = np.empty(n_runs, dtype=theta.dtype)
         grad = np.empty_like(theta) if need_grad else None
-        out = np.empty((n_runs, X.shape[0], self.layer_sizes[-1])) if need_output else None
+        out = np.empty((n_runs, X.shape[0], self.layer_sizes[-1]), dtype=theta.dtype) if need_output else None
         with np.errstate(all="ignore"):
             for start in range(0, n_runs, group):
                 rows = slice(start, start + group)
@@ -543,7 +614,7 @@ def _softmax_cross_entropy(
     # -sum_k t_k log p_k = sum_k t_k (log sum_j e^{z_j} - z_k), summed over patterns.
     target_logits = shifted.reshape(n_runs, -1) @ Y.reshape(-1)
     top = shifted == 0.0
-    ones = np.ones(n_classes)
+    ones = np.ones(n_classes, dtype=z.dtype)
     e = np.exp(shifted, out=shifted)
     # Every top class contributes exactly 1; leave one of them out of the sum, not 1 after it.
     rest = np.where(top, 0.0, e) @ ones + (top @ ones - 1.0)  # (R, N)

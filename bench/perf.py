@@ -124,11 +124,12 @@ WORKLOADS = {
 }
 
 
-def workload_cell(name: str, runs: int, epochs: int) -> Any:
+def workload_cell(name: str, runs: int, epochs: int, backend: str = "numpy", dtype: str = "float64") -> Any:
     """A runner cell for workload ``name``: success off, so every run does ``epochs`` epochs."""
     w = WORKLOADS[name]
     doc = {
         "experiment": {"name": f"perf-{name}", "seed": 0, "runs": runs, "budget": 3 * (epochs + 1)},
+        "engine": {"backend": backend},
         "record": {"checkpoints": 10},
         "datasets": [
             {
@@ -139,6 +140,7 @@ def workload_cell(name: str, runs: int, epochs: int) -> Any:
                     "activation": w["activation"],
                     "init": w["init"],
                     "reduction": w["reduction"],
+                    "dtype": dtype,
                 },
             }
         ],
@@ -147,9 +149,11 @@ def workload_cell(name: str, runs: int, epochs: int) -> Any:
     return from_dict(doc, f"perf:{name}").cells()[0]
 
 
-def time_engine(name: str, runs: int, epochs: int, repeats: int = 1) -> float:
+def time_engine(
+    name: str, runs: int, epochs: int, repeats: int = 1, backend: str = "numpy", dtype: str = "float64"
+) -> float:
     """Best wall time of ``repeats`` runs of the real runner on the workload."""
-    cell = workload_cell(name, runs, epochs)
+    cell = workload_cell(name, runs, epochs, backend, dtype)
     return min(_timed(lambda: run_cell(cell)) for _ in range(repeats))
 
 

@@ -510,6 +510,8 @@ def identity_columns(cell: Cell) -> dict[str, Any]:
         "dataset": d.label,
         "dataset_name": d.name,
         "model": "-".join(map(str, d.layer_sizes())) + f" {d.model.activation}",
+        "dtype": d.model.dtype,
+        "backend": cell.backend,
         "optimizer": cell.optimizer.label,
         "optimizer_name": cell.optimizer.name,
         "budget": d.budget,

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from bench.mlp import HIDDEN_ACTIVATIONS, MLP, OUTPUT_LOSS_PAIRS
 
 PAIRS = sorted(OUTPUT_LOSS_PAIRS)
+BACKENDS = ["numpy", "numba"]  # every check of the math holds for both paths
 
 
 def make_data(rng: np.random.Generator, n: int, n_in: int, n_out: int, output: str) -> tuple[np.ndarray, np.ndarray]:
@@ -36,6 +37,7 @@ def central_differences(net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarra
     return grad
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @settings(max_examples=60, deadline=None)
 @given(
     sizes=st.lists(st.integers(1, 4), min_size=2, max_size=4),
@@ -44,12 +46,12 @@ def central_differences(net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarra
     reduction=st.sampled_from(["sum", "mean"]),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_gradient_matches_central_differences(sizes, hidden, pair, reduction, seed):
+def test_gradient_matches_central_differences(sizes, hidden, pair, reduction, seed, backend):
     output, loss = pair
     if output == "softmax":
         sizes[-1] = max(sizes[-1], 2)
     rng = np.random.default_rng(seed)
-    net = MLP(sizes, hidden, output, loss, reduction)
+    net = MLP(sizes, hidden, output, loss, reduction, backend=backend)
     X, Y = make_data(rng, 5, sizes[0], sizes[-1], output)
     theta = away_from_relu_kinks(net, lambda: net.init(rng, 3, "uniform", 1.0), X)
     _, grad = net.loss_and_grad(theta, X, Y)
@@ -58,12 +60,13 @@ def test_gradient_matches_central_differences(sizes, hidden, pair, reduction, se
     assert np.linalg.norm(grad - numeric) <= 1e-6 * max(scale, 1e-12)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("hidden", HIDDEN_ACTIVATIONS)
 @pytest.mark.parametrize("pair", PAIRS)
-def test_batched_rows_equal_single_rows(hidden, pair):
+def test_batched_rows_equal_single_rows(hidden, pair, backend):
     output, loss = pair
     rng = np.random.default_rng(1)
-    net = MLP([3, 5, 4, 2], hidden, output, loss, "sum")
+    net = MLP([3, 5, 4, 2], hidden, output, loss, "sum", backend=backend)
     theta = net.init(rng, 7, "glorot")
     X, Y = make_data(rng, 11, 3, 2, output)
     loss_b, grad_b = net.loss_and_grad(theta, X, Y)
@@ -75,21 +78,23 @@ def test_batched_rows_equal_single_rows(hidden, pair):
         np.testing.assert_allclose(net.forward(theta[r], X)[0], out_b[r], rtol=0, atol=1e-12)
 
 
-def test_classic_loss_by_hand():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_classic_loss_by_hand(backend):
     """E = 1/2 sum_p sum_k (o - t)^2 for a 1-1 network with known weights."""
-    net = MLP([1, 1], "sigmoid", "sigmoid", "mse", "sum")
+    net = MLP([1, 1], "sigmoid", "sigmoid", "mse", "sum", backend=backend)
     theta = np.array([[2.0, -1.0]])  # w = 2, b = -1
     X = np.array([[0.0], [1.0]])
     Y = np.array([[0.0], [1.0]])
     o = 1 / (1 + np.exp(-np.array([-1.0, 1.0])))
     expected = 0.5 * ((o[0] - 0) ** 2 + (o[1] - 1) ** 2)
     assert net.loss(theta, X, Y)[0] == pytest.approx(expected, rel=1e-14)
-    mean_net = MLP([1, 1], "sigmoid", "sigmoid", "mse", "mean")
+    mean_net = MLP([1, 1], "sigmoid", "sigmoid", "mse", "mean", backend=backend)
     assert mean_net.loss(theta, X, Y)[0] == pytest.approx(expected / 2, rel=1e-14)
 
 
-def test_softmax_cross_entropy_by_hand():
-    net = MLP([1, 3], "identity", "softmax", "cross_entropy", "sum")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_softmax_cross_entropy_by_hand(backend):
+    net = MLP([1, 3], "identity", "softmax", "cross_entropy", "sum", backend=backend)
     theta = np.array([[0.0, 0.0, 0.0, 1.0, 2.0, 3.0]])  # W = 0, b = (1, 2, 3)
     X, Y = np.zeros((1, 1)), np.array([[0.0, 1.0, 0.0]])
     p = np.exp([1.0, 2.0, 3.0]) / np.exp([1.0, 2.0, 3.0]).sum()
@@ -97,12 +102,13 @@ def test_softmax_cross_entropy_by_hand():
     np.testing.assert_allclose(net.forward(theta, X)[0, 0], p, rtol=1e-14)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("hidden", HIDDEN_ACTIVATIONS)
 @pytest.mark.parametrize("pair", PAIRS)
-def test_huge_weights_are_stable_and_silent(hidden, pair):
+def test_huge_weights_are_stable_and_silent(hidden, pair, backend):
     output, loss = pair
     rng = np.random.default_rng(2)
-    net = MLP([2, 3, 2], hidden, output, loss)
+    net = MLP([2, 3, 2], hidden, output, loss, backend=backend)
     theta = net.init(rng, 4, "uniform", 1.0) * 1e6
     X, Y = make_data(rng, 6, 2, 2, output)
     with warnings.catch_warnings():
@@ -115,8 +121,9 @@ def test_huge_weights_are_stable_and_silent(hidden, pair):
         assert np.all(np.isfinite(value)) and np.all(np.isfinite(grad))
 
 
-def test_overflowing_weights_give_nonfinite_loss_without_warnings():
-    net = MLP([2, 2, 1], "identity", "identity", "mse")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_overflowing_weights_give_nonfinite_loss_without_warnings(backend):
+    net = MLP([2, 2, 1], "identity", "identity", "mse", backend=backend)
     theta = np.full((2, net.n_params), 1e300)
     X, Y = np.ones((3, 2)), np.zeros((3, 1))
     with warnings.catch_warnings():
@@ -213,7 +220,7 @@ def test_large_batches_go_in_groups_with_the_same_numbers(monkeypatch):
     from bench import mlp
 
     rng = np.random.default_rng(6)
-    net = MLP([3, 5, 2], "tanh", "softmax", "cross_entropy", "mean")
+    net = MLP([3, 5, 2], "tanh", "softmax", "cross_entropy", "mean", backend="numpy")
     theta = net.init(rng, 11, "glorot")
     X, Y = make_data(rng, 9, 3, 2, "softmax")
     whole = net.evaluate(theta, X, Y)
@@ -226,11 +233,12 @@ def test_large_batches_go_in_groups_with_the_same_numbers(monkeypatch):
     np.testing.assert_allclose(loss, whole[0], rtol=1e-13)
 
 
-def test_softmax_gradient_with_soft_targets():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_softmax_gradient_with_soft_targets(backend):
     """Targets that are not one-hot (label smoothing, rows not summing to 1) take the general
     delta p * sum(t) - t: checked against central differences."""
     rng = np.random.default_rng(7)
-    net = MLP([2, 3, 3], "tanh", "softmax", "cross_entropy", "sum")
+    net = MLP([2, 3, 3], "tanh", "softmax", "cross_entropy", "sum", backend=backend)
     theta = net.init(rng, 2, "glorot")
     X = rng.normal(size=(4, 2))
     Y = rng.random((4, 3))  # soft and unnormalized
@@ -263,10 +271,11 @@ def plain_softmax_cross_entropy(net: MLP, row: np.ndarray, X: np.ndarray, Y: np.
     return float(np.sum(Y * (log_norm - z))), np.exp(z - log_norm)
 
 
-def test_softmax_cross_entropy_with_tied_top_logits():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_softmax_cross_entropy_with_tied_top_logits(backend):
     """Tied largest logits (zero weights: every class ties) give log K per pattern and p = 1/K,
     and the gradient there is the central differences'."""
-    net = MLP([2, 3, 4], "tanh", "softmax", "cross_entropy", "sum")
+    net = MLP([2, 3, 4], "tanh", "softmax", "cross_entropy", "sum", backend=backend)
     X = np.random.default_rng(8).normal(size=(5, 2))
     Y = np.eye(4)[[0, 1, 2, 3, 1]]
     theta = np.zeros((1, net.n_params))
@@ -275,7 +284,7 @@ def test_softmax_cross_entropy_with_tied_top_logits():
     np.testing.assert_allclose(out[0], 0.25, rtol=1e-14)
     np.testing.assert_allclose(grad, central_differences(net, theta, X, Y), rtol=0, atol=1e-8)
     # Two of three classes tie at the top: log(2 e + 1) - z_target.
-    net = MLP([1, 3], "identity", "softmax", "cross_entropy", "sum")
+    net = MLP([1, 3], "identity", "softmax", "cross_entropy", "sum", backend=backend)
     theta = np.array([[0.0, 0.0, 0.0, 1.0, 1.0, 0.0]])  # W = 0, b = (1, 1, 0)
     X, Y = np.zeros((2, 1)), np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
     expected = 2 * np.log(2 * np.e + 1) - 1.0
@@ -283,11 +292,12 @@ def test_softmax_cross_entropy_with_tied_top_logits():
     np.testing.assert_allclose(net.forward(theta, X)[0, 0], np.array([np.e, np.e, 1]) / (2 * np.e + 1), rtol=1e-14)
 
 
-def test_softmax_gradient_with_one_hot_and_soft_targets_mixed():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_softmax_gradient_with_one_hot_and_soft_targets_mixed(backend):
     """Some patterns one-hot, others soft with sums other than 1: each pattern's delta is
     p * sum(t) - t, checked against central differences."""
     rng = np.random.default_rng(10)
-    net = MLP([2, 3, 3], "tanh", "softmax", "cross_entropy", "sum")
+    net = MLP([2, 3, 3], "tanh", "softmax", "cross_entropy", "sum", backend=backend)
     theta = net.init(rng, 2, "glorot")
     X = rng.normal(size=(4, 2))
     Y = np.vstack([np.eye(3)[[0, 2]], rng.random((2, 3)) * 2])
@@ -296,11 +306,12 @@ def test_softmax_gradient_with_one_hot_and_soft_targets_mixed():
     assert np.linalg.norm(grad - numeric) <= 1e-7 * np.linalg.norm(numeric)
 
 
-def test_softmax_with_more_than_32_classes():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_softmax_with_more_than_32_classes(backend):
     """Many classes (the max over classes takes another path): loss and probabilities equal a
     plain log-sum-exp per row, and the gradient is the central differences'."""
     rng = np.random.default_rng(11)
-    net = MLP([3, 4, 40], "tanh", "softmax", "cross_entropy", "mean")
+    net = MLP([3, 4, 40], "tanh", "softmax", "cross_entropy", "mean", backend=backend)
     theta = net.init(rng, 2, "glorot", 3.0)
     X = rng.normal(size=(5, 3))
     Y = np.eye(40)[rng.integers(0, 40, 5)]
@@ -316,7 +327,7 @@ def test_softmax_with_more_than_32_classes():
 def test_a_batch_larger_than_one_cache_group_at_the_real_group_size():
     """With many patterns a batch splits into several groups at the module's own group size;
     every row's loss and outputs are a plain forward pass's, its gradient a single row's."""
-    net = MLP([2, 1, 1], "tanh", "sigmoid", "mse", "mean")
+    net = MLP([2, 1, 1], "tanh", "sigmoid", "mse", "mean", backend="numpy")
     rng = np.random.default_rng(12)
     n, runs = 4096, 300  # groups of 2**19 // 4096 = 128 rows: 3 groups, the last short
     X, Y = rng.normal(size=(n, 2)), rng.random((n, 1))

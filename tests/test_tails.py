@@ -17,6 +17,8 @@ from scipy.special import expit, log_expit, logsumexp
 
 from bench.mlp import HIDDEN_ACTIVATIONS, MLP, OUTPUT_LOSS_PAIRS, sigmoid, sigmoid_slope, tanh_slope
 
+BACKENDS = ["numpy", "numba"]  # every check of the math holds for both paths
+
 EPS = np.finfo(np.float64).eps
 TINY = np.finfo(np.float64).tiny  # smallest normal float
 PREC = 2400  # bits: 1 - sigma(700) = 1e-304 must survive a subtraction from 1
@@ -74,22 +76,24 @@ def test_the_tails_are_not_zero_where_the_math_is_not():
     np.testing.assert_allclose(sigmoid(np.array([-40.0])), np.exp(-40.0) / (1 + np.exp(-40.0)), rtol=4 * EPS)
 
 
-def test_the_issue_example_has_the_exact_gradient():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_issue_example_has_the_exact_gradient(backend):
     """A 1-1 logistic unit at z = -40 with target 1: dE/dw = dE/db = (o - 1) o (1 - o) = -4.2e-18 ..."""
-    net = MLP([1, 1])
+    net = MLP([1, 1], backend=backend)
     _, grad = net.loss_and_grad(np.array([[1.0, -40.0]]), np.array([[1.0]]), np.array([[1.0]]))
     want = exact(lambda z: (mp_sigmoid(z) - 1) * mp_sigmoid(z) * mp_sigmoid(-z), np.array([-39.0]))[0]
     np.testing.assert_allclose(grad[0], [want, want], rtol=8 * EPS)
     assert want < 0
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("target", [0.0, 1.0])
-def test_output_losses_of_a_saturated_logistic_unit(target):
+def test_output_losses_of_a_saturated_logistic_unit(target, backend):
     """One output unit, z = bias, summed loss of one pattern, against log_expit and mpmath."""
     z = np.concatenate([-np.geomspace(1e-3, 700, 40), np.geomspace(1e-3, 700, 40)])
     theta = np.stack([np.zeros_like(z), z], axis=1)  # w = 0, b = z
     X, Y = np.ones((1, 1)), np.full((1, 1), target)
-    bce = MLP([1, 1], "identity", "sigmoid", "bce")
+    bce = MLP([1, 1], "identity", "sigmoid", "bce", backend=backend)
     sign = 1.0 if target == 1.0 else -1.0
     want_bce = -log_expit(sign * z)  # -log sigma(z) for t = 1, -log sigma(-z) for t = 0
     loss, grad = bce.loss_and_grad(theta, X, Y)
@@ -98,7 +102,7 @@ def test_output_losses_of_a_saturated_logistic_unit(target):
     want_delta = exact(lambda x: mp_sigmoid(x) - target, z)  # dE/db = o - t
     assert np.all(relative_error(grad[:, 1], want_delta) <= 4 * EPS)
 
-    mse = MLP([1, 1], "identity", "sigmoid", "mse")
+    mse = MLP([1, 1], "identity", "sigmoid", "mse", backend=backend)
     loss, grad = mse.loss_and_grad(theta, X, Y)
     want_loss = exact(lambda x: (mp_sigmoid(x) - target) ** 2 / 2, z)
     want_grad = exact(lambda x: (mp_sigmoid(x) - target) * mp_sigmoid(x) * mp_sigmoid(-x), z)
@@ -109,9 +113,10 @@ def test_output_losses_of_a_saturated_logistic_unit(target):
     assert np.all(np.sign(grad[:, 1]) == np.sign(want_grad))
 
 
-def test_softmax_cross_entropy_keeps_a_dominant_class_tail():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_softmax_cross_entropy_keeps_a_dominant_class_tail(backend):
     """Logits (0, -g, -2g): the loss of class 0 is log(1 + e^-g + e^-2g), not 0."""
-    net = MLP([1, 3], "identity", "softmax", "cross_entropy")
+    net = MLP([1, 3], "identity", "softmax", "cross_entropy", backend=backend)
     gaps = np.geomspace(1e-2, 700, 30)
     theta = np.zeros((len(gaps), net.n_params))
     theta[:, 3:] = np.stack([np.zeros_like(gaps), -gaps, -2 * gaps], axis=1)  # biases = logits
@@ -186,6 +191,7 @@ def mp_gradient(theta_row: np.ndarray, X, Y, net: MLP) -> np.ndarray:
     return np.array(grad)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @settings(max_examples=25, deadline=None)
 @given(
     sizes=st.lists(st.integers(1, 3), min_size=3, max_size=3),
@@ -195,7 +201,7 @@ def mp_gradient(theta_row: np.ndarray, X, Y, net: MLP) -> np.ndarray:
     scale=st.floats(15.0, 60.0),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_gradient_in_deep_saturation_matches_an_exact_reference(sizes, hidden, pair, reduction, scale, seed):
+def test_gradient_in_deep_saturation_matches_an_exact_reference(sizes, hidden, pair, reduction, scale, seed, backend):
     """Pre-activations of tens: the float64 gradient has the exact gradient's signs and values.
 
     Each component is a sum over patterns; where the patterns' contributions cancel, float64
@@ -206,7 +212,7 @@ def test_gradient_in_deep_saturation_matches_an_exact_reference(sizes, hidden, p
     if output == "softmax":
         sizes[-1] = max(sizes[-1], 2)
     rng = np.random.default_rng(seed)
-    net = MLP(sizes, hidden, output, loss, reduction)
+    net = MLP(sizes, hidden, output, loss, reduction, backend=backend)
     theta = net.init(rng, 1, "uniform", 1.0) * scale
     X = rng.integers(0, 2, size=(3, sizes[0])).astype(float)
     if output == "softmax":

@@ -1,0 +1,294 @@
+"""Compiled kernels (numba) for small networks: the MLP's loss, gradient and outputs in one pass.
+
+For the networks this suite lives on (XOR 2-2-1, encoders, parity, two spirals) a numpy call
+costs more than its arithmetic: a step of 1,000 XOR runs is dozens of calls on arrays of a few
+thousand numbers.  ``evaluate`` does the whole forward and backward pass of every run in one
+compiled loop instead, one run at a time (so row r never depends on the other rows, nor on R),
+with its activations in per-run scratch laid out (units, patterns) so the innermost loops run
+along the patterns.
+
+Same math, same formulas, term by term, as ``bench.mlp``'s numpy path: the logistic from one
+exp(-|z|) by sign and its slope as sigma(z) sigma(-z), tanh's slope as 4t / (1 + t)^2 with
+t = exp(-2|z|), the output error from the tail that keeps its precision, cross-entropies from the
+logits (softplus; log1p of the softmax's "rest").  What may differ is the order of additions in
+the sums over patterns and units (BLAS and einsum pick their own), so a call agrees with numpy to
+a few units in the last place of the sum's terms; the tests hold it to 1e-12 of them.
+
+Compiled with ``cache=True``: the first call on a machine compiles (``compile_seconds``), later
+processes load the machine code from ``__pycache__``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+try:  # numba is a dependency; without it (an unsupported platform) "auto" means numpy
+    import numba
+except ImportError:  # pragma: no cover - exercised only where numba cannot be installed
+    numba = None
+
+HIDDEN_CODES = {"identity": 0, "sigmoid": 1, "tanh": 2, "relu": 3}
+OUTPUT_CODES = {("sigmoid", "mse"): 0, ("sigmoid", "bce"): 1, ("softmax", "cross_entropy"): 2, ("identity", "mse"): 3}
+
+
+def available() -> bool:
+    """Whether numba imports here (it is a dependency; a platform without wheels may lack it)."""
+    return numba is not None
+
+
+def _evaluate(theta, XT, Y, sizes, w_starts, hidden, output, mean, one_hot, need_grad, need_out, loss, grad, out):  # noqa: C901, PLR0912, PLR0915
+    """Loss into ``loss`` (R,), gradient into ``grad`` (R, P) if ``need_grad``, outputs into
+    ``out`` (R, N, K) if ``need_out``.  XT is the inputs transposed, (n_in, N); ``sizes`` the
+    layer sizes; ``w_starts`` where each layer's weights start in a row; ``hidden`` and
+    ``output`` the codes of HIDDEN_CODES and OUTPUT_CODES; ``one_hot`` whether every target row
+    sums to 1 (softmax's gradient p - t, else p sum(t) - t)."""
+    n_runs, n_patterns = theta.shape[0], XT.shape[1]
+    n_layers = sizes.shape[0] - 1
+    n_outputs = sizes[n_layers]
+    width = 1
+    units = 0
+    for layer in range(1, n_layers):
+        units += sizes[layer]
+        width = max(width, sizes[layer])
+    width = max(width, n_outputs)
+    acts = np.empty((max(units, 1), n_patterns))  # hidden activations, layer after layer
+    slopes = np.empty((max(units, 1), n_patterns))
+    z = np.empty((n_outputs, n_patterns))
+    delta = np.empty((width, n_patterns))
+    delta_prev = np.empty((width, n_patterns))
+    norm = 1.0 / n_patterns if mean else 1.0
+    y_sums = np.zeros(n_patterns)
+    for p in range(n_patterns):
+        for k in range(n_outputs):
+            y_sums[p] += Y[p, k]
+    e = np.empty(n_outputs)
+    for r in range(n_runs):
+        th = theta[r]
+        # ---------------------------------------------------------------- forward
+        in_start = 0
+        for layer in range(n_layers):
+            n_in, n_out = sizes[layer], sizes[layer + 1]
+            ws = w_starts[layer]
+            bs = ws + n_in * n_out
+            last = layer == n_layers - 1
+            source = XT if layer == 0 else acts
+            source_start = 0 if layer == 0 else in_start
+            target = z if last else acts
+            target_start = 0 if last else in_start + (n_in if layer > 0 else 0)
+            for j in range(n_out):
+                row = target_start + j
+                for p in range(n_patterns):  # sum_i w_ij a_i, then the bias (as [a, 1] @ [W; b])
+                    target[row, p] = 0.0
+                for i in range(n_in):  # the innermost loops run along the patterns (contiguous)
+                    w = th[ws + i * n_out + j]
+                    for p in range(n_patterns):
+                        target[row, p] += w * source[source_start + i, p]
+                b = th[bs + j]
+                for p in range(n_patterns):
+                    target[row, p] += b
+                if last or hidden == 0:
+                    continue
+                if hidden == 1:  # the logistic from one exp(-|v|): both tails exact
+                    for p in range(n_patterns):
+                        v = target[row, p]
+                        x = math.exp(-abs(v))
+                        d = 1.0 / (x + 1.0)
+                        t = x * d
+                        slopes[row, p] = t * d
+                        target[row, p] = t if v < 0.0 else d
+                elif hidden == 2:  # tanh; its slope 4t / (1 + t)^2 with t = exp(-2|v|)
+                    for p in range(n_patterns):
+                        v = target[row, p]
+                        t = math.exp(abs(v) * -2.0)
+                        if need_grad:
+                            d = 2.0 / (t + 1.0)
+                            slopes[row, p] = t * d * d
+                        # tanh|v| = (1 - t) / (1 + t), or -m / (2 + m) with m = expm1(-2|v|) where
+                        # 1 - t would cancel: a few ulp either way (libm's tanh is 3x slower)
+                        if t <= 0.5:
+                            a = (1.0 - t) / (1.0 + t)
+                        else:
+                            m = math.expm1(abs(v) * -2.0)
+                            a = -m / (m + 2.0)
+                        target[row, p] = -a if v < 0.0 else (a if v == v else v)
+                else:  # relu; NaN stays NaN (as np.maximum), its slope 0
+                    for p in range(n_patterns):
+                        v = target[row, p]
+                        slopes[row, p] = 1.0 if v > 0.0 else 0.0
+                        if not v >= 0.0 and v == v:
+                            target[row, p] = 0.0
+            if layer > 0:
+                in_start += n_in
+        # ---------------------------------------------------------------- loss and output delta
+        total = 0.0
+        if output == 2:  # softmax cross-entropy from the logits (bench.mlp._softmax_cross_entropy)
+            log_terms, target_logits = 0.0, 0.0
+            for p in range(n_patterns):
+                m = z[0, p]
+                for k in range(1, n_outputs):
+                    v = z[k, p]
+                    if v > m or v != v:  # as np.maximum: NaN wins
+                        m = v
+                rest, tops = 0.0, 0.0
+                for k in range(n_outputs):
+                    s = z[k, p] - m
+                    target_logits += s * Y[p, k]
+                    if s == 0.0:
+                        tops += 1.0
+                        e[k] = 1.0
+                    else:
+                        e[k] = math.exp(s)
+                        rest += e[k]
+                rest += tops - 1.0
+                log_terms += math.log1p(rest) * y_sums[p]
+                p_top = 1.0 / (rest + 1.0)
+                for k in range(n_outputs):
+                    prob = e[k] * p_top
+                    if need_out:
+                        out[r, p, k] = prob
+                    if need_grad:
+                        if one_hot:
+                            dk = prob - Y[p, k]
+                        else:
+                            dk = prob * y_sums[p] - Y[p, k]
+                        if z[k, p] - m == 0.0 and Y[p, k] == 1.0 and y_sums[p] == 1.0:
+                            dk = -(rest * p_top)
+                        delta[k, p] = dk * norm if mean else dk
+            total = log_terms - target_logits
+        elif output == 3:  # identity + squared error
+            for k in range(n_outputs):
+                for p in range(n_patterns):
+                    err = z[k, p] - Y[p, k]
+                    total += err * err
+                    if need_out:
+                        out[r, p, k] = z[k, p]
+                    if need_grad:
+                        delta[k, p] = err * norm if mean else err
+            total = 0.5 * total
+        else:  # sigmoid outputs: the error o - t from the tail that keeps its precision
+            for k in range(n_outputs):
+                for p in range(n_patterns):
+                    v = z[k, p]
+                    y = Y[p, k]
+                    x = math.exp(-abs(v))
+                    d = 1.0 / (x + 1.0)
+                    t = x * d
+                    o = t if v < 0.0 else d  # sigma(v)
+                    complement = d if v < 0.0 else t  # sigma(-v)
+                    err = (1.0 - y) - complement if v >= 0.0 else o - y
+                    if output == 1:  # softplus(v) - y v; NaN at infinite logits, as in numpy
+                        top = v if (v > 0.0 or v != v) else 0.0
+                        total += (top - v * y) + math.log1p(x)
+                        dk = err
+                    else:
+                        total += err * err
+                        dk = err * (o * complement)
+                    if need_out:
+                        out[r, p, k] = o
+                    if need_grad:
+                        delta[k, p] = dk * norm if mean else dk
+            if output == 0:
+                total = 0.5 * total
+        loss[r] = total * norm
+        if not need_grad:
+            continue
+        # ---------------------------------------------------------------- backward
+        for layer in range(n_layers - 1, -1, -1):
+            n_in, n_out = sizes[layer], sizes[layer + 1]
+            ws = w_starts[layer]
+            bs = ws + n_in * n_out
+            if layer > 0:
+                in_start -= n_in
+            source = XT if layer == 0 else acts
+            source_start = 0 if layer == 0 else in_start
+            for j in range(n_out):
+                s = 0.0
+                for p in range(n_patterns):
+                    s += delta[j, p]
+                grad[r, bs + j] = s
+                for i in range(n_in):
+                    s = 0.0
+                    for p in range(n_patterns):
+                        s += source[source_start + i, p] * delta[j, p]
+                    grad[r, ws + i * n_out + j] = s
+            if layer == 0:
+                break
+            for i in range(n_in):
+                for p in range(n_patterns):
+                    delta_prev[i, p] = 0.0
+                for j in range(n_out):
+                    w = th[ws + i * n_out + j]
+                    for p in range(n_patterns):
+                        delta_prev[i, p] += delta[j, p] * w
+                if hidden != 0:
+                    for p in range(n_patterns):
+                        delta_prev[i, p] *= slopes[in_start + i, p]
+            delta, delta_prev = delta_prev, delta
+
+
+_compiled = None
+compile_seconds: float | None = None  # the first call's compile (or cache load) time in this process
+
+
+# The one signature every call uses (writable C-contiguous arrays): compiled once, eagerly.
+_SIGNATURE = "void(f8[:, ::1], f8[:, ::1], f8[:, ::1], i8[::1], i8[::1], i8, i8, b1, b1, b1, b1, f8[::1], f8[:, ::1], f8[:, :, ::1])"
+
+
+def _kernel():
+    global _compiled, compile_seconds
+    if _compiled is None:
+        start = time.perf_counter()
+        _compiled = numba.njit(_SIGNATURE, cache=True, nogil=True, error_model="numpy")(_evaluate)
+        compile_seconds = time.perf_counter() - start
+    return _compiled
+
+
+def evaluate(
+    theta: np.ndarray,
+    X: np.ndarray,
+    Y: np.ndarray,
+    layout: tuple[np.ndarray, np.ndarray, int, int, bool],
+    need_grad: bool,
+    need_output: bool,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The MLP's loss (R,), gradient (R, P) or None and outputs (R, N, K) or None, compiled.
+
+    ``layout`` is (sizes, weight starts, hidden code, output code, mean) from ``bench.mlp``.
+    """
+    sizes, starts, hidden, output, mean = layout
+    n_runs, n_patterns = theta.shape[0], X.shape[0]
+    loss = np.empty(n_runs)
+    grad = np.empty_like(theta) if need_grad else np.empty((0, 0))
+    out = np.empty((n_runs, n_patterns, int(sizes[-1]))) if need_output else np.empty((0, 0, 0))
+    XT, Y, one_hot = _prepared(X, Y)
+    if not (theta.flags.c_contiguous and theta.flags.writeable):
+        theta = np.array(theta, order="C")
+    _kernel()(
+        theta, XT, Y, sizes, starts, hidden, output, mean, one_hot, need_grad, need_output,
+        loss, grad, out,
+    )  # fmt: skip
+    return loss, grad if need_grad else None, out if need_output else None
+
+
+_PREPARED: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]] = {}
+
+
+def _prepared(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """X transposed, Y contiguous, and whether every target row sums to 1.
+
+    Read-only arrays (the datasets') are prepared once and remembered by identity (the entry
+    holds them, so their ids cannot be reused); writable ones, which may change, every call.
+    """
+    key = (id(X), id(Y))
+    hit = _PREPARED.get(key)
+    if hit is not None and hit[0] is X and hit[1] is Y:
+        return hit[2], hit[3], hit[4]
+    prepared = np.array(X.T, order="C"), np.array(Y, order="C"), bool(np.all(Y.sum(axis=1) == 1.0))
+    if not (X.flags.writeable or Y.flags.writeable):
+        if len(_PREPARED) >= 16:
+            _PREPARED.clear()
+        _PREPARED[key] = (X, Y, *prepared)
+    return prepared

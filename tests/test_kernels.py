@@ -1,0 +1,206 @@
+"""The compiled kernel (bench.kernels) against the numpy path: same math, same numbers.
+
+Each call agrees to 1e-12: the loss and outputs relative to themselves, each gradient component
+relative to the sum of the magnitudes of the per-pattern terms it adds (the two paths add the
+patterns in different orders, and where those terms cancel, no float64 sum carries the small
+difference; the deep-saturation test in test_tails holds both paths to an exact reference).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bench import config, kernels
+from bench.mlp import COMPILED_MAX_WEIGHTS, HIDDEN_ACTIVATIONS, MLP, OUTPUT_LOSS_PAIRS, resolve_backend
+from bench.runner import run_cell
+
+pytestmark = pytest.mark.skipif(not kernels.available(), reason="numba is a dependency; this platform lacks it")
+
+PAIRS = sorted(OUTPUT_LOSS_PAIRS)
+
+
+def pair_of_nets(sizes, hidden, output, loss, reduction):
+    return (MLP(sizes, hidden, output, loss, reduction, backend=b) for b in ("numpy", "numba"))
+
+
+def targets(rng, n, n_out, output):
+    if output == "softmax":
+        return np.eye(n_out)[rng.integers(0, n_out, n)]
+    if output == "sigmoid":
+        return rng.integers(0, 2, size=(n, n_out)).astype(float)
+    return rng.normal(size=(n, n_out))
+
+
+def assert_same_call(numpy_net, numba_net, theta, X, Y):
+    """Both paths' loss, gradient and outputs; the bound of the module docstring."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss_a, grad_a, out_a = numpy_net.evaluate(theta, X, Y)
+        loss_b, grad_b, out_b = numba_net.evaluate(theta, X, Y)
+        per_pattern = np.stack([numpy_net.loss_and_grad(theta, X[[p]], Y[[p]])[1] for p in range(len(X))])
+    if numpy_net.reduction == "mean":
+        per_pattern /= len(X)
+    magnitude = np.abs(per_pattern).sum(axis=0)
+    finite = np.isfinite(loss_a)
+    np.testing.assert_array_equal(np.isfinite(loss_b), finite)
+    np.testing.assert_allclose(loss_b[finite], loss_a[finite], rtol=1e-12, atol=0)
+    np.testing.assert_allclose(out_b[finite], out_a[finite], rtol=1e-12, atol=1e-300)
+    np.testing.assert_array_less(np.abs(grad_b - grad_a)[finite], 1e-12 * magnitude[finite] + 1e-300)
+    # Where one path has a gradient component the other has it too, with its sign.
+    np.testing.assert_array_equal(np.sign(grad_b[finite]), np.sign(grad_a[finite]))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 6), min_size=2, max_size=5),
+    hidden=st.sampled_from(HIDDEN_ACTIVATIONS),
+    pair=st.sampled_from(PAIRS),
+    reduction=st.sampled_from(["sum", "mean"]),
+    scale=st.sampled_from([0.1, 1.0, 5.0, 40.0, 300.0]),
+    n_patterns=st.integers(1, 9),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_the_kernel_agrees_with_numpy_on_every_shape_activation_and_loss(
+    sizes, hidden, pair, reduction, scale, n_patterns, seed
+):
+    """Scales up to 300 put units in deep saturation, where exp(-|z|) is subnormal or 0: the
+    tails (and the gradients that pass through them) must come out the same."""
+    output, loss = pair
+    if output == "softmax":
+        sizes[-1] = max(sizes[-1], 2)
+    rng = np.random.default_rng(seed)
+    a, b = pair_of_nets(sizes, hidden, output, loss, reduction)
+    X = rng.integers(0, 2, size=(n_patterns, sizes[0])).astype(float) if seed % 2 else rng.normal(size=(n_patterns, sizes[0]))
+    Y = targets(rng, n_patterns, sizes[-1], output)
+    theta = a.init(rng, 4, "uniform", 1.0) * scale
+    assert_same_call(a, b, theta, X, Y)
+
+
+@pytest.mark.parametrize("hidden", HIDDEN_ACTIVATIONS)
+@pytest.mark.parametrize("pair", PAIRS)
+def test_loss_only_and_outputs_only_calls_agree(hidden, pair):
+    output, loss = pair
+    rng = np.random.default_rng(3)
+    a, b = pair_of_nets([3, 4, 3], hidden, output, loss, "mean")
+    X, Y = rng.normal(size=(6, 3)), targets(rng, 6, 3, output)
+    theta = a.init(rng, 5, "glorot")
+    np.testing.assert_allclose(b.loss(theta, X, Y), a.loss(theta, X, Y), rtol=1e-12)
+    np.testing.assert_allclose(b.forward(theta, X), a.forward(theta, X), rtol=1e-12, atol=1e-300)
+    loss_b, grad_b, out_b = b.evaluate(theta, X, Y, need_grad=False, need_output=False)
+    assert grad_b is None and out_b is None
+    np.testing.assert_allclose(loss_b, a.loss(theta, X, Y), rtol=1e-12)
+
+
+def test_the_kernel_keeps_the_exact_tail_where_one_minus_a_rounds_to_zero():
+    """A 1-1-1 sigmoid net with its hidden unit at z = -40 and +40: the slope sigma(z) sigma(-z)
+    is 4.2e-18, not 0 (a (1 - a) after a rounds to 1 would give exactly 0 at z = +40)."""
+    _, b = pair_of_nets([1, 1, 1], "sigmoid", "sigmoid", "mse", "sum")
+    for z in (-40.0, 40.0):
+        theta = np.array([[z, 0.0, 1.0, 0.0]])  # w1, b1, w2, b2
+        _, grad = b.loss_and_grad(theta, np.array([[1.0]]), np.array([[1.0]]))
+        slope = np.exp(-40.0) / (1 + np.exp(-40.0)) ** 2
+        o = 1 / (1 + np.exp(-(1 / (1 + np.exp(-z)))))
+        want = (o - 1.0) * o * (1 - o) * 1.0 * slope  # dE/dw1 = delta_out * w2 * sigma'(z) * x
+        assert grad[0, 0] != 0.0
+        np.testing.assert_allclose(grad[0, 0], want, rtol=1e-12)
+
+
+def test_nonfinite_weights_give_nonfinite_losses_without_warnings():
+    _, b = pair_of_nets([2, 3, 2], "relu", "softmax", "cross_entropy", "sum")
+    theta = np.full((3, b.n_params), 1e308)
+    theta[1] = np.nan
+    theta[2] = np.random.default_rng(0).normal(size=b.n_params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss, grad = b.loss_and_grad(theta, np.ones((4, 2)), np.eye(2)[[0, 1, 0, 1]])
+    assert not np.isfinite(loss[:2]).any() and np.isfinite(loss[2]) and np.isfinite(grad[2]).all()
+
+
+def test_a_row_computes_the_same_in_any_batch():
+    """Bit for bit: the kernel loops over runs, one at a time."""
+    _, b = pair_of_nets([2, 5, 5, 5, 1], "sigmoid", "sigmoid", "mse", "sum")
+    rng = np.random.default_rng(4)
+    theta = b.init(rng, 9, "uniform", 1.0)
+    X, Y = rng.normal(size=(7, 2)), targets(rng, 7, 1, "sigmoid")
+    loss, grad, out = b.evaluate(theta, X, Y)
+    for r in (0, 4, 8):
+        one = b.evaluate(theta[r : r + 1], X, Y)
+        assert one[0][0] == loss[r] and np.array_equal(one[1][0], grad[r]) and np.array_equal(one[2][0], out[r])
+
+
+def test_writable_inputs_are_not_remembered_between_calls():
+    """The kernel remembers read-only data (the datasets') by identity; a writable array that
+    changes between calls is read afresh."""
+    _, b = pair_of_nets([1, 1], "sigmoid", "sigmoid", "mse", "sum")
+    theta, X, Y = np.array([[1.0, 0.0]]), np.array([[1.0]]), np.array([[1.0]])
+    first = b.loss(theta, X, Y)
+    Y[0, 0] = 0.0
+    assert b.loss(theta, X, Y)[0] != first[0]
+
+
+def test_auto_picks_by_network_size_only():
+    assert resolve_backend("auto", [2, 2, 1]) == "numba"
+    assert resolve_backend("auto", [2, 5, 5, 5, 1]) == "numba"
+    assert resolve_backend("auto", [64, 32, 10]) == "numpy"  # digits: BLAS products pay
+    assert resolve_backend("auto", [2, COMPILED_MAX_WEIGHTS // 2, 1]) == "numba"
+    assert resolve_backend("auto", [2, COMPILED_MAX_WEIGHTS // 2 + 1, 1]) == "numpy"
+    assert resolve_backend("auto", [2, 2, 1], "float32") == "numpy"
+    with pytest.raises(ValueError, match="numba backend computes in float64"):
+        resolve_backend("numba", [2, 2, 1], "float32")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        resolve_backend("fortran", [2, 2, 1])
+
+
+def classic_cell(backend: str, optimizer: dict, dataset: str = "xor"):
+    doc = {
+        "experiment": {"name": "k", "seed": 0, "runs": 12, "budget": 1500},
+        "engine": {"backend": backend},
+        "model": {"init_scale": 1.0},
+        "datasets": [{"name": dataset}],
+        "optimizers": [optimizer],
+    }
+    return config.from_dict(doc).cells()[0]
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    [{"name": "momentum", "learning_rate": 0.5}, {"name": "rprop", "variant": "irprop-"}, {"name": "ga"}],
+    ids=["momentum", "irprop-", "ga"],
+)
+def test_whole_runs_agree_between_the_backends(optimizer):
+    """Whole trajectories: final losses within 1e-9 relative (the per-call differences of a few
+    ulp compound over 500 epochs), and the same statuses (no run bifurcates on this setting)."""
+    a, b = (run_cell(classic_cell(backend, optimizer)).runs for backend in ("numpy", "numba"))
+    assert list(a.status) == list(b.status)
+    np.testing.assert_allclose(b.final_loss, a.final_loss, rtol=1e-9)
+    np.testing.assert_array_equal(b.cost, a.cost)
+
+
+def test_the_backend_is_part_of_a_cells_identity_and_its_table():
+    numpy_cell, numba_cell = classic_cell("numpy", {"name": "gd"}), classic_cell("auto", {"name": "gd"})
+    assert (numpy_cell.backend, numba_cell.backend) == ("numpy", "numba")
+    assert numpy_cell.content_key != numba_cell.content_key
+    runs = run_cell(numba_cell, batch=5).runs
+    assert set(runs.backend) == {"numba"} and set(runs.dtype) == {"float64"}
+    whole = run_cell(numba_cell).runs
+    np.testing.assert_array_equal(runs.final_loss, whole.final_loss)
+
+
+def test_a_config_asking_numba_for_float32_is_refused_with_the_fix():
+    doc = {
+        "experiment": {"name": "k", "runs": 2, "budget": 100},
+        "engine": {"backend": "numba"},
+        "model": {"dtype": "float32"},
+        "datasets": [{"name": "xor"}],
+        "optimizers": [{"name": "gd"}],
+    }
+    with pytest.raises(config.ConfigError, match=r"engine\.backend.*use backend = \"numpy\" or \"auto\""):
+        config.from_dict(doc)
+    doc["engine"]["backend"] = "numbaa"
+    with pytest.raises(config.ConfigError, match="did you mean 'numba'"):
+        config.from_dict(doc)
