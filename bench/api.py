@@ -174,6 +174,7 @@ def run(
     runs: int | None = None,
     seed: int | None = None,
     budget: int | None = None,
+    backend: str | None = None,
     overrides: Sequence[str] = (),
     out: str | os.PathLike = "results",
     workers: int = DEFAULT_WORKERS,
@@ -191,7 +192,8 @@ def run(
     another version of the code, with a warning).
 
     ``config`` is a preset name, a path, a dict or a Config; ``runs``, ``seed`` and ``budget``
-    override its ``[experiment]`` values, ``overrides`` any other (``"optimizers.0.learning_rate=0.3"``).
+    override its ``[experiment]`` values, ``backend`` its ``[engine] backend`` ("auto", "numpy",
+    "numba"), ``overrides`` any other (``"optimizers.0.learning_rate=0.3"``).
     ``executor`` is "local" (``workers`` processes here), "serial" or "dask" (``scheduler``: an
     address, or None for a LocalCluster of ``workers``).  ``analysis`` computes the end-point
     analysis, ``report`` writes REPORT.md and the figures.  ``progress`` shows what happens on
@@ -218,10 +220,12 @@ def run(
         raise ConfigError("executor", "", f"must be one of {', '.join(executors.EXECUTORS)}, got {executor!r}")
     experiment = {"runs": runs, "seed": seed, "budget": budget}
     extra = [f"experiment.{key}={value}" for key, value in experiment.items() if value is not None]
+    extra += [f"engine.backend={backend}"] if backend is not None else []
     cfg = resolve(config, [*extra, *overrides])
     check(cfg, batch, workers, warn=log)
     results = store.ResultStore(_results_root(out), cfg, reuse_old_code=reuse_old_code)
-    call = command or [_describe_call(config, runs=runs, seed=seed, budget=budget, overrides=list(overrides),
+    call = command or [_describe_call(config, runs=runs, seed=seed, budget=budget, backend=backend,
+                                      overrides=list(overrides),
                                       workers=workers, executor=executor, batch=batch,
                                       reuse_old_code=reuse_old_code or None)]  # fmt: skip
     try:
@@ -243,6 +247,11 @@ def run(
             f"(reuse_old_code; without it they are computed again by this code, {results.code})"
         )
 
+    if any(c.backend == "numba" for c in todo):
+        from bench import kernels
+
+        if message := kernels.warm_up():  # here, before any worker: they all load the cache
+            log(message)
     estimates: dict[str, float] = {}
     if progress and todo:
         log(f"estimating the time from a short sample of each of the {len(todo)} cells ...")

@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="tune every optimizer first (bench tune), then run the tuned config on the experiment's own runs",
     )
+    _backend_argument(run)
     run.add_argument("--no-analysis", action="store_true", help="skip the end-point analysis (bench analyze)")
     run.add_argument("--no-report", action="store_true", help="skip the figures and REPORT.md")
 
@@ -96,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes that take whole studies"
     )
     tune.add_argument("--batch", type=int, default=None, help="most runs per engine call (trials do not depend on it)")
+    _backend_argument(tune)
 
     sub.add_parser("list", help="list datasets, optimizers (with settings and defaults) and presets")
 
@@ -168,6 +170,16 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+def _backend_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "numpy", "numba"),
+        default=None,
+        help="what evaluates the networks (the config's [engine] backend; default auto: compiled kernels for "
+        "small networks, numpy for large ones)",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = _parser()
@@ -188,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.error("give a command, e.g. run (see --help)")
     args.argv = argv  # what the manifest records as the command
+    if getattr(args, "backend", None):
+        args.overrides.append(f"engine.backend={args.backend}")
     keep_freed_memory()
     try:
         if args.command == "run":

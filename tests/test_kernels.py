@@ -150,6 +150,7 @@ def test_auto_picks_by_network_size_only():
     assert resolve_backend("auto", [2, COMPILED_MAX_WEIGHTS // 2, 1]) == "numba"
     assert resolve_backend("auto", [2, COMPILED_MAX_WEIGHTS // 2 + 1, 1]) == "numpy"
     assert resolve_backend("auto", [2, 2, 1], "float32") == "numpy"
+    assert resolve_backend("auto", [2, 8, 1], "float64", "tanh") == "numpy"  # numpy's tanh is faster
     with pytest.raises(ValueError, match="numba backend computes in float64"):
         resolve_backend("numba", [2, 2, 1], "float32")
     with pytest.raises(ValueError, match="backend must be one of"):
