@@ -331,7 +331,10 @@ class MLP:
 
         The views share memory with ``theta`` (no copies) when ``theta`` is a float64 array.
         """
-        theta = self._check_theta(theta)
+        return self._views(self._check_theta(theta))
+
+    def _views(self, theta: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``unflatten`` of a checked (R, P) array, in its own dtype."""
         n_runs = theta.shape[0]
         return [
             (
@@ -401,7 +404,7 @@ class MLP:
         The first layer's arrays live in "side by side" memory, (N, R, n) transposed to
         (R, N, n): that is the shape of one matrix product of X against all runs' weights.
         """
-        params = self.unflatten(theta)
+        params = self._views(theta)
         n_runs, n_patterns = theta.shape[0], X1.shape[0]
         hidden: list[tuple[np.ndarray, np.ndarray | None]] = []
         a = None
