@@ -267,6 +267,101 @@ def _kernel():
     return _compiled
 
 
+# ---------------------------------------------------------------------------- update rules
+#
+# The gradient rules' updates, elementwise over (R, P), each in one pass: the same IEEE operations
+# in the same order as the rules' numpy expressions (no sums, no contraction into fused
+# multiply-adds), so they give the same bits, and a test holds them to it.  Per-run settings
+# arrive as (R,) arrays.
+
+
+def _momentum(theta, grad, velocity, rate, mu, nesterov, new_theta, new_velocity):
+    for r in range(theta.shape[0]):
+        for p in range(theta.shape[1]):
+            descent = rate[r] * grad[r, p]
+            v = mu[r] * velocity[r, p] - descent
+            new_velocity[r, p] = v
+            new_theta[r, p] = theta[r, p] + ((mu[r] * v - descent) if nesterov else v)
+
+
+def _rprop(theta, grad, step_size, prev_grad, prev_update, error_rose, variant, eta_plus, eta_minus, delta_min,
+           delta_max, new_theta, new_step, new_grad, new_update):  # fmt: skip
+    """variant: 0 rprop+, 1 rprop-, 2 irprop+, 3 irprop- (optimizers.rprop.VARIANTS)."""
+    for r in range(theta.shape[0]):
+        for p in range(theta.shape[1]):
+            g = grad[r, p]
+            product = g * prev_grad[r, p]
+            step = step_size[r, p]
+            if product > 0.0:  # np.minimum: a NaN wins
+                grown = step * eta_plus[r]
+                step = grown if (grown < delta_max[r] or grown != grown) else delta_max[r]
+            flipped = product < 0.0
+            if flipped:
+                shrunk = step * eta_minus[r]
+                step = shrunk if (shrunk > delta_min[r] or shrunk != shrunk) else delta_min[r]
+            sign = 1.0 if g > 0.0 else (-1.0 if g < 0.0 else (0.0 if g == 0.0 else g))  # np.sign
+            update = -sign * step
+            if flipped:
+                if variant == 0:
+                    update = -prev_update[r, p]
+                elif variant == 2:
+                    update = -prev_update[r, p] if error_rose[r] else 0.0
+                elif variant == 3:
+                    update = 0.0
+                if variant != 1:
+                    g = 0.0
+            new_step[r, p] = step
+            new_grad[r, p] = g
+            new_update[r, p] = update
+            new_theta[r, p] = theta[r, p] + update
+
+
+_MOMENTUM_SIGNATURE = "void(f8[:, ::1], f8[:, ::1], f8[:, ::1], f8[::1], f8[::1], b1, f8[:, ::1], f8[:, ::1])"
+_RPROP_SIGNATURE = (
+    "void(f8[:, ::1], f8[:, ::1], f8[:, ::1], f8[:, ::1], f8[:, ::1], b1[::1], i8, f8[::1], f8[::1], f8[::1], "
+    "f8[::1], f8[:, ::1], f8[:, ::1], f8[:, ::1], f8[:, ::1])"
+)
+_updates: dict[str, object] = {}
+
+
+def _update_kernel(name: str):
+    if name not in _updates:
+        function, signature = {"momentum": (_momentum, _MOMENTUM_SIGNATURE), "rprop": (_rprop, _RPROP_SIGNATURE)}[name]
+        _updates[name] = numba.njit(signature, cache=True, nogil=True, error_model="numpy")(function)
+    return _updates[name]
+
+
+def _rows(value, n_runs: int) -> np.ndarray:
+    """A scalar or per-run hyperparameter ((R,) or (R, 1)) as a contiguous (R,) float64 array."""
+    return np.array(np.broadcast_to(np.asarray(value, dtype=np.float64).reshape(-1), (n_runs,)))
+
+
+def _c(a: np.ndarray) -> np.ndarray:
+    return a if a.flags.c_contiguous and a.flags.writeable and a.dtype == np.float64 else np.array(a, np.float64)
+
+
+def momentum_update(theta, grad, velocity, rate, mu, nesterov: bool) -> tuple[np.ndarray, np.ndarray]:
+    """New parameters and velocity of classical (or Nesterov) momentum, in one pass."""
+    n = theta.shape[0]
+    new_theta, new_velocity = np.empty_like(theta), np.empty_like(theta)
+    _update_kernel("momentum")(
+        _c(theta), _c(grad), _c(velocity), _rows(rate, n), _rows(mu, n), bool(nesterov), new_theta, new_velocity
+    )
+    return new_theta, new_velocity
+
+
+def rprop_update(theta, grad, step_size, prev_grad, prev_update, error_rose, variant: int, settings):
+    """New parameters, step sizes, remembered gradient and update of an Rprop variant, in one pass."""
+    n = theta.shape[0]
+    out = [np.empty_like(theta) for _ in range(4)]
+    _update_kernel("rprop")(
+        _c(theta), _c(grad), _c(step_size), _c(prev_grad), _c(prev_update),
+        np.array(np.broadcast_to(error_rose, (n,)), dtype=np.bool_), variant,
+        *(_rows(getattr(settings, k), n) for k in ("eta_plus", "eta_minus", "delta_min", "delta_max")), *out,
+    )  # fmt: skip
+    return tuple(out)
+
+
 def warm_up() -> str:
     """Compile the kernel, or load it from numba's cache, in this process; say which and how long
     ("" if it was ready).  Runs call it before starting workers, which then all load the cache."""

@@ -16,6 +16,7 @@ import dataclasses
 from typing import NamedTuple
 
 import numpy as np
+from bench import kernels
 from bench.optimizers.base import LearningRate, check_range, clip_gradient, new_count, per_run
 from bench.optimizers.registry import register_gradient
 from bench.optimizers.space import Real
@@ -54,8 +55,14 @@ class Momentum:
     def update(
         self, theta: np.ndarray, grad: np.ndarray, state: MomentumState, loss: np.ndarray | None = None
     ) -> tuple[np.ndarray, MomentumState]:
+        rate, g = self.settings.rate(state.count), clip_gradient(grad, self.settings)
+        if kernels.available():  # one compiled pass, the same operations (bench.kernels)
+            theta, velocity = kernels.momentum_update(
+                theta, g, state.velocity, rate, self.settings.momentum, self.settings.nesterov
+            )
+            return theta, MomentumState(state.count + 1, velocity)
         mu = per_run(self.settings.momentum)
-        descent = self.settings.rate(state.count) * clip_gradient(grad, self.settings)
+        descent = rate * g
         velocity = mu * state.velocity - descent
         step = mu * velocity - descent if self.settings.nesterov else velocity
         return theta + step, MomentumState(state.count + 1, velocity)

@@ -27,6 +27,7 @@ import dataclasses
 from typing import NamedTuple
 
 import numpy as np
+from bench import kernels
 from bench.optimizers.base import Clipping, SettingError, check_choice, check_range, clip_gradient, per_run
 from bench.optimizers.registry import register_gradient
 from bench.optimizers.space import Real
@@ -88,6 +89,13 @@ class Rprop:
         if variant == "irprop+" and loss is None:
             raise ValueError("irprop+ needs the loss at theta: call update(theta, grad, state, loss=loss)")
         g = clip_gradient(grad, s)
+        prev_loss = state.prev_loss if loss is None else np.asarray(loss, dtype=np.float64)
+        if kernels.available():  # one compiled pass, the same operations (bench.kernels)
+            error_rose = loss > state.prev_loss if variant == "irprop+" else np.zeros(len(theta), dtype=bool)
+            new_theta, step_size, g, update = kernels.rprop_update(
+                theta, g, state.step_size, state.prev_grad, state.prev_update, error_rose, VARIANTS.index(variant), s
+            )
+            return new_theta, RpropState(step_size, g, update, prev_loss)
         sign_product = g * state.prev_grad
         grew, flipped = sign_product > 0, sign_product < 0
         step_size = np.where(
@@ -104,5 +112,4 @@ class Rprop:
             update = np.where(flipped, 0.0, update)
         if variant != "rprop-":
             g = np.where(flipped, 0.0, g)
-        prev_loss = state.prev_loss if loss is None else np.asarray(loss, dtype=np.float64)
         return theta + update, RpropState(step_size, g, update, prev_loss)

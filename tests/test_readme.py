@@ -72,7 +72,7 @@ def test_the_runs_table_has_the_documented_columns(tiny):
         {"name": "ga", "population_size": 6},
     ]
     base = documented_columns("`runs.parquet` has one row per run")
-    assert len(base) == 28
+    assert len(base) == 30
     extras = {"gd": [], "restarts": ["restarts", "restart_cost"], "ga": ["generations", "evaluations"]}
     for cell in from_dict(tiny).cells():
         runs, curves, *_ = run_cell(cell)
@@ -153,3 +153,16 @@ def test_the_report_section_names_every_figure_and_its_constants():
     assert f"from ratio 1 to {compare.TAU_MAX:g} divided by\n  {compare.TAU_MAX - 1:g}" in section
     assert f"the first {inspect.signature(spaghetti_table).parameters['sample'].default} runs" in section
     assert "(1 = best on every dataset)" in section and "ties counting half" in section
+
+
+def test_the_auto_backend_rule_is_the_readmes():
+    from bench.mlp import COMPILED_MAX_WEIGHTS, resolve_backend
+
+    assert (
+        f"picks numba for a\nnetwork whose every layer has at most {COMPILED_MAX_WEIGHTS} weights (n_in x n_out) and whose "
+        "hidden units are not\ntanh, in float64, and numpy otherwise"
+    ) in README
+    assert resolve_backend("auto", [2, COMPILED_MAX_WEIGHTS // 2, 2], "float64", "sigmoid") == "numba"
+    assert resolve_backend("auto", [2, COMPILED_MAX_WEIGHTS, 1], "float64", "sigmoid") == "numpy"  # 2 x 256 weights
+    assert resolve_backend("auto", [2, 3, 1], "float64", "tanh") == "numpy"
+    assert resolve_backend("auto", [2, 3, 1], "float32", "sigmoid") == "numpy"
