@@ -333,7 +333,9 @@ def _update_kernel(name: str):
 
 def _rows(value, n_runs: int) -> np.ndarray:
     """A scalar or per-run hyperparameter ((R,) or (R, 1)) as a contiguous (R,) float64 array."""
-    return np.array(np.broadcast_to(np.asarray(value, dtype=np.float64).reshape(-1), (n_runs,)))
+    if np.ndim(value) == 0:
+        return np.full(n_runs, value, dtype=np.float64)
+    return np.array(np.reshape(value, n_runs), dtype=np.float64)
 
 
 def _c(a: np.ndarray) -> np.ndarray:
@@ -356,7 +358,7 @@ def rprop_update(theta, grad, step_size, prev_grad, prev_update, error_rose, var
     out = [np.empty_like(theta) for _ in range(4)]
     _update_kernel("rprop")(
         _c(theta), _c(grad), _c(step_size), _c(prev_grad), _c(prev_update),
-        np.array(np.broadcast_to(error_rose, (n,)), dtype=np.bool_), variant,
+        np.array(error_rose, dtype=np.bool_), variant,
         *(_rows(getattr(settings, k), n) for k in ("eta_plus", "eta_minus", "delta_min", "delta_max")), *out,
     )  # fmt: skip
     return tuple(out)
