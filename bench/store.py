@@ -98,7 +98,7 @@ def write_parquet_atomic(path: Path, frame: pd.DataFrame) -> None:
 
 
 # The modules whose code decides a cell's numbers (besides optimizers/ and datasets/, all of them).
-CODE_FILES = ("mlp.py", "runner.py", "problem.py", "seeding.py", "config.py")
+CODE_FILES = ("mlp.py", "kernels.py", "runner.py", "problem.py", "seeding.py", "config.py")
 CELLS = ".cells"
 
 

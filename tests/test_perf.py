@@ -9,9 +9,14 @@ from bench import datasets, perf
 from bench.runner import run_cell
 
 
-@pytest.mark.parametrize(("name", "runs", "epochs"), [("xor", 5, 60), ("digits", 2, 4)])
-def test_engine_matches_the_plain_one_run_loop(name, runs, epochs):
-    cell = perf.workload_cell(name, runs, epochs)
+@pytest.mark.parametrize(
+    ("name", "runs", "epochs", "backend"),
+    [("xor", 5, 60, "numpy"), ("xor", 5, 60, "numba"), ("xor", 5, 400, "numba"), ("digits", 2, 4, "numpy")],
+)
+def test_engine_matches_the_plain_one_run_loop(name, runs, epochs, backend):
+    """Whole trajectories of the runner (numpy or compiled kernels) against the plain loop."""
+    cell = perf.workload_cell(name, runs, epochs, backend)
+    assert cell.backend == backend
     table, _, *_ = run_cell(cell)
     assert (table["epochs"] == epochs).all()  # success is off: every run does every epoch
     w = perf.WORKLOADS[name]
@@ -35,5 +40,6 @@ def test_engine_matches_the_plain_one_run_loop(name, runs, epochs):
 def test_perf_quick_prints_every_ratio(capsys):
     assert perf.main(quick=True) == 0
     text = capsys.readouterr().out
-    assert "GFLOP/s" in text and text.count("ratio") == 8 and "% of peak" in text
+    assert "GFLOP/s" in text and text.count("ratio") == 10 and "% of peak" in text
+    assert "engine, compiled" in text and "engine, float32" in text and "compiled kernel" in text
     assert "(d) tuning: 8 trials x 5 seeds" in text and "one call a trial" in text
