@@ -261,7 +261,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     engines: dict[str, list[str]] = {}
     for d in config.datasets:
         engines.setdefault(d.network().backend, []).append(d.label)
-    print(f"engine: backend {config.engine.backend!r}: " + "; ".join(f"{b} for {', '.join(ls)}" for b, ls in engines.items()))
+    print(
+        f"engine: backend {config.engine.backend!r}: "
+        + "; ".join(f"{b} for {', '.join(ls)}" for b, ls in engines.items())
+    )
     if args.no_estimate:
         return 0
     print("estimating (a short sample of every cell) ...", file=sys.stderr)

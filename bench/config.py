@@ -564,7 +564,15 @@ def from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
     errors.check(
         lambda: top.done(
             [
-                "experiment", "engine", "stopping", "record", "analysis", "tuning", "tuned", "model", "datasets",
+                "experiment",
+                "engine",
+                "stopping",
+                "record",
+                "analysis",
+                "tuning",
+                "tuned",
+                "model",
+                "datasets",
                 "optimizers",
             ]  # fmt: skip
         )
@@ -592,14 +600,13 @@ def from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
                 errors.errors.append(
                     ConfigError(source, what, f'two entries are labelled {label!r}; give each a distinct label = "..."')
                 )
-    if engine is not None:
-        specs = tuple(dataclasses.replace(d, backend=engine.backend) for d in specs)
-        for i, d in enumerate(specs):
-            errors.check(lambda d=d, i=i: _check_backend(d, source, i))
+    specs = tuple(dataclasses.replace(d, backend=engine.backend) for d in specs)
+    for i, d in enumerate(specs):
+        errors.check(lambda d=d, i=i: _check_backend(d, source, i))
     errors.raise_any()
     return Config(
         name, seed, runs, budget, specs, opts, stopping, record, description, source, analysis, tuple(plugins),
-        tuning, tuned, engine or Engine(),
+        tuning, tuned, engine,
     )  # fmt: skip
 
 

@@ -17,6 +17,9 @@ Losses (per run, shape (R,)):
 * ``"cross_entropy"``: softmax cross-entropy with one-hot targets, via log-sum-exp.
 
 ``reduction="sum"`` adds over patterns (the classic papers' E), ``"mean"`` averages over them.
+
+Small networks are evaluated by a compiled kernel with the same formulas (``bench.kernels``,
+``backend``); ``dtype="float32"`` runs this module's numpy arithmetic in float32.
 """
 
 from __future__ import annotations
@@ -252,7 +255,7 @@ class MLP:
         Add the per-pattern losses (the classic E) or average them.
     backend : {"auto", "numpy", "numba"}
         Who evaluates the network: numpy (BLAS products), or a compiled loop (``bench.kernels``)
-        that pays for small networks; "auto" picks by size (``resolve_backend``).
+        that pays for small networks; "auto" picks by size and activation (``resolve_backend``).
     dtype : {"float64", "float32"}
         The arithmetic of forward and backward passes.  Parameters, losses and gradients are
         always handed over as float64 (the optimizers keep float64 "master" parameters, as in
@@ -445,8 +448,8 @@ class MLP:
         theta = self._check_theta(theta)
         X = self._check_inputs(X)
         if self.backend == "numba":
-            _, _, out = kernels.evaluate(theta, X, np.zeros((X.shape[0], self.layer_sizes[-1])), self._layout, False, True)
-            return out
+            no_targets = np.zeros((X.shape[0], self.layer_sizes[-1]))
+            return kernels.evaluate(theta, X, no_targets, self._layout, need_grad=False, need_output=True)[2]
         with np.errstate(all="ignore"):
             _, z = self._forward(self._compute(theta), _with_ones(self._compute(X)))
             return self._output(z).astype(np.float64, copy=False)
@@ -527,7 +530,8 @@ class MLP:
         if self.backend == "numba":
             return kernels.evaluate(theta, X, Y, self._layout, need_grad, need_output)
         if self.dtype != "float64":
-            loss, grad, out = self._evaluate(self._compute(theta), self._compute(X), self._compute(Y), need_grad, need_output)
+            computed = (self._compute(a) for a in (theta, X, Y))
+            loss, grad, out = self._evaluate(*computed, need_grad, need_output)
             as64 = (None if a is None else a.astype(np.float64) for a in (grad, out))
             return loss.astype(np.float64), *as64
         return self._evaluate(theta, X, Y, need_grad, need_output)

@@ -16,10 +16,11 @@ import dataclasses
 from typing import NamedTuple
 
 import numpy as np
-from bench import kernels
 from bench.optimizers.base import LearningRate, check_range, clip_gradient, new_count, per_run
 from bench.optimizers.registry import register_gradient
 from bench.optimizers.space import Real
+
+from bench import kernels
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,10 +27,11 @@ import dataclasses
 from typing import NamedTuple
 
 import numpy as np
-from bench import kernels
 from bench.optimizers.base import Clipping, SettingError, check_choice, check_range, clip_gradient, per_run
 from bench.optimizers.registry import register_gradient
 from bench.optimizers.space import Real
+
+from bench import kernels
 
 VARIANTS = ("rprop+", "rprop-", "irprop+", "irprop-")
 

@@ -97,9 +97,7 @@ def test_float32_and_float64_agree_on_the_success_of_the_sklearn_presets_runs(op
     alone would take a minute here.)"""
     tables = {}
     for dtype in ("float64", "float32"):
-        cfg = config.load(
-            "sklearn", ["experiment.runs=8", f"model.dtype={dtype}"]
-        )
+        cfg = config.load("sklearn", ["experiment.runs=8", f"model.dtype={dtype}"])
         cells = [c for c in cfg.cells() if c.dataset.name in SKLEARN_DATASETS]
         cells = [c for c in cells if c.optimizer.label == cfg.optimizers[optimizer].label]
         tables[dtype] = {c.dataset.label: run_cell(c).runs for c in cells}

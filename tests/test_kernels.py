@@ -86,7 +86,11 @@ def test_the_kernel_agrees_with_numpy_on_every_shape_activation_and_loss(
         sizes[-1] = max(sizes[-1], 2)
     rng = np.random.default_rng(seed)
     a, b = pair_of_nets(sizes, hidden, output, loss, reduction)
-    X = rng.integers(0, 2, size=(n_patterns, sizes[0])).astype(float) if seed % 2 else rng.normal(size=(n_patterns, sizes[0]))
+    X = (
+        rng.integers(0, 2, size=(n_patterns, sizes[0])).astype(float)
+        if seed % 2
+        else rng.normal(size=(n_patterns, sizes[0]))
+    )
     Y = targets(rng, n_patterns, sizes[-1], output)
     theta = a.init(rng, 4, "uniform", 1.0) * scale
     assert_same_call(a, b, theta, X, Y)
@@ -242,7 +246,11 @@ def test_the_fused_rprop_update_gives_the_numpy_updates_bits(variant, per_run, m
     n, p = 7, 5
     settings = {"variant": variant}
     if per_run:
-        settings |= {"eta_plus": rng.uniform(1.1, 1.5, n), "delta_max": rng.uniform(1, 50, n), "delta_min": np.full(n, 1e-6)}
+        settings |= {
+            "eta_plus": rng.uniform(1.1, 1.5, n),
+            "delta_max": rng.uniform(1, 50, n),
+            "delta_min": np.full(n, 1e-6),
+        }
     rule = Rprop(RpropSettings(**settings))
     theta0 = rng.normal(size=(n, p))
     grads = [awkward_gradients(rng, (n, p)) for _ in range(6)]
