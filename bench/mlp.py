@@ -54,8 +54,8 @@ def resolve_backend(
 
     "auto" is "numba" for float64 networks whose layers all have at most COMPILED_MAX_WEIGHTS
     weights and whose hidden units are not tanh, if numba imports here; otherwise "numpy".  (numpy's
-    tanh is one vectorized pass, the compiled loop's an exp and a division per unit: on moons 2-8-1
-    the compiled tanh network was 1.3x slower.)  The choice depends on the network only, never on
+    tanh is one vectorized pass, the compiled loop's an exp and a division per unit: compiled, the
+    quick preset's moons and iris cells took 1.4x as long.)  The choice depends on the network only, never on
     the number of runs, so a run computes the same in a batch of any size.
     """
     if backend not in BACKENDS:
