@@ -232,8 +232,26 @@ def awkward_gradients(rng, shape):
     return g
 
 
-def numpy_path(monkeypatch):
+def assert_same_bits_both_ways(rule, rng, n, p, monkeypatch):
+    """Six updates of ``rule`` on the same awkward gradients and losses, through the compiled
+    kernel and through numpy (the path taken where numba is missing): every state leaf, bit for bit."""
+    theta0 = rng.normal(size=(n, p))
+    steps = [(awkward_gradients(rng, (n, p)), rng.random(n)) for _ in range(6)]
+
+    def trajectory():
+        theta, state, out = theta0, rule.init(theta0), []
+        for g, loss in steps:
+            theta, state = rule.update(theta, g, state, loss=loss)
+            out.append((theta, *state))
+        return out
+
+    compiled = trajectory()
     monkeypatch.setattr(kernels, "available", lambda: False)
+    with np.errstate(all="ignore"):  # the awkward gradients overflow numpy's products (values compared)
+        reference = trajectory()
+    for a, b in zip(compiled, reference):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
 
 
 @pytest.mark.parametrize("variant", ["rprop+", "rprop-", "irprop+", "irprop-"])
@@ -252,24 +270,7 @@ def test_the_fused_rprop_update_gives_the_numpy_updates_bits(variant, per_run, m
             "delta_min": np.full(n, 1e-6),
         }
     rule = Rprop(RpropSettings(**settings))
-    theta0 = rng.normal(size=(n, p))
-    grads = [awkward_gradients(rng, (n, p)) for _ in range(6)]
-    losses = [rng.random(n) for _ in range(6)]
-
-    def trajectory():
-        theta, state, out = theta0, rule.init(theta0), []
-        for g, loss in zip(grads, losses):
-            theta, state = rule.update(theta, g, state, loss=loss)
-            out.append((theta, *state))
-        return out
-
-    compiled = trajectory()
-    numpy_path(monkeypatch)
-    with np.errstate(all="ignore"):  # the awkward gradients overflow numpy's products (values compared)
-        reference = trajectory()
-    for a, b in zip(compiled, reference):
-        for x, y in zip(a, b):
-            np.testing.assert_array_equal(x, y)
+    assert_same_bits_both_ways(rule, rng, n, p, monkeypatch)
 
 
 @pytest.mark.parametrize("nesterov", [False, True])
@@ -282,20 +283,4 @@ def test_the_fused_momentum_update_gives_the_numpy_updates_bits(nesterov, schedu
     rule = Momentum(
         MomentumSettings(learning_rate=rng.uniform(0.01, 1, n), momentum=0.9, nesterov=nesterov, schedule=schedule)
     )
-    theta0 = rng.normal(size=(n, p))
-    grads = [awkward_gradients(rng, (n, p)) for _ in range(5)]
-
-    def trajectory():
-        theta, state, out = theta0, rule.init(theta0), []
-        for g in grads:
-            theta, state = rule.update(theta, g, state)
-            out.append((theta, state.velocity))
-        return out
-
-    compiled = trajectory()
-    numpy_path(monkeypatch)
-    with np.errstate(all="ignore"):  # the awkward gradients overflow numpy's products (values compared)
-        reference = trajectory()
-    for a, b in zip(compiled, reference):
-        for x, y in zip(a, b):
-            np.testing.assert_array_equal(x, y)
+    assert_same_bits_both_ways(rule, rng, n, p, monkeypatch)
