@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -284,3 +285,18 @@ def test_the_fused_momentum_update_gives_the_numpy_updates_bits(nesterov, schedu
         MomentumSettings(learning_rate=rng.uniform(0.01, 1, n), momentum=0.9, nesterov=nesterov, schedule=schedule)
     )
     assert_same_bits_both_ways(rule, rng, n, p, monkeypatch)
+
+
+def test_the_report_says_which_engine_computed_each_dataset():
+    from bench.report.markdown import _what_was_run
+
+    runs = pd.DataFrame(
+        {
+            "dataset": ["xor", "xor", "digits"],
+            "optimizer": ["gd"] * 3,
+            "backend": ["numba", "numba", "numpy"],
+            "dtype": ["float64", "float64", "float32"],
+        }
+    )
+    assert "- **engine**: numba in float64 for xor; numpy in float32 for digits" in _what_was_run(runs, None)
+    assert not any("engine" in line for line in _what_was_run(runs.drop(columns=["backend", "dtype"]), None))

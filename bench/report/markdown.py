@@ -153,6 +153,12 @@ def _what_was_run(runs: pd.DataFrame, meta: dict | None) -> list[str]:
         f"- **optimizers**: {', '.join(map(str, pd.unique(runs['optimizer'])))}",
         f"- **runs in total**: {len(runs)}",
     ]
+    if {"backend", "dtype"} <= set(runs.columns):  # tables written before the engines were recorded lack them
+        engines = runs.groupby(["backend", "dtype"], sort=False)["dataset"].unique()
+        lines.append(
+            "- **engine**: "
+            + "; ".join(f"{backend} in {dtype} for {', '.join(map(str, d))}" for (backend, dtype), d in engines.items())
+        )
     return lines
 
 
