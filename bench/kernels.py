@@ -1,4 +1,5 @@
-"""Compiled kernels (numba) for small networks: the MLP's loss, gradient and outputs in one pass.
+"""Compiled kernels (numba): the MLP's loss, gradient and outputs in one pass for small networks,
+and the momentum and Rprop updates in one pass (below, "update rules").
 
 For the networks this suite lives on (XOR 2-2-1, encoders, parity, two spirals) a numpy call
 costs more than its arithmetic: a step of 1,000 XOR runs is dozens of calls on arrays of a few
