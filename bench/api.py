@@ -247,11 +247,9 @@ def run(
             f"(reuse_old_code; without it they are computed again by this code, {results.code})"
         )
 
-    if any(c.backend == "numba" for c in todo):
-        from bench import kernels
+    from bench import kernels
 
-        if message := kernels.warm_up():  # here, before any worker: they all load the cache
-            log(message)
+    kernels.warm_up_for((c.backend for c in todo), log)
     estimates: dict[str, float] = {}
     if progress and todo:
         log(f"estimating the time from a short sample of each of the {len(todo)} cells ...")

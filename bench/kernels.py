@@ -365,6 +365,13 @@ def rprop_update(theta, grad, step_size, prev_grad, prev_update, error_rose, var
     return tuple(out)
 
 
+def warm_up_for(backends, log) -> None:
+    """Before starting workers: if any of ``backends`` is "numba", compile or load the kernel here
+    and ``log`` which (the workers then all load the cache instead of compiling side by side)."""
+    if "numba" in set(backends) and (message := warm_up()):
+        log(message)
+
+
 def warm_up() -> str:
     """Compile the kernel, or load it from numba's cache, in this process; say which and how long
     ("" if it was ready).  Runs call it before starting workers, which then all load the cache."""

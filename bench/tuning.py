@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench import seeding
+from bench import kernels, seeding
 from bench.config import Cell, Config, OptimizerSpec, Tuning, settings_with, stable_hash, to_toml, tuning_space
 from bench.optimizers import space as sp
 from bench.optimizers.base import per_run_setting
@@ -336,6 +336,7 @@ def tune(
         f"tuning {len(cells)} dataset x optimizer entries: {t.trials} trials x {t.seeds} seeds each, "
         f"{t.sampler} sampler, objective {t.objective}, {t.batch} trials per engine call -> {path}"
     )
+    kernels.warm_up_for((c.backend for c in cells), log)
     results = _run_studies(cells, url, t, batch, workers, log)
     trials = pd.concat([r.trials for r in results], ignore_index=True) if results else pd.DataFrame()
     write_parquet_atomic(path / "trials.parquet", trials)

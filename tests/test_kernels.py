@@ -300,3 +300,14 @@ def test_the_report_says_which_engine_computed_each_dataset():
     )
     assert "- **engine**: numba in float64 for xor; numpy in float32 for digits" in _what_was_run(runs, None)
     assert not any("engine" in line for line in _what_was_run(runs.drop(columns=["backend", "dtype"]), None))
+
+
+def test_runs_and_tunings_say_how_the_kernel_was_made_ready(monkeypatch):
+    said = []
+    kernels.warm_up_for(["numpy", "numpy"], said.append)
+    assert said == []  # no compiled network: nothing compiled or loaded
+    monkeypatch.setattr(kernels, "_compiled", None)  # as in a fresh process
+    kernels.warm_up_for(["numpy", "numba"], said.append)
+    assert len(said) == 1 and said[0].startswith("compiled kernel") and " s" in said[0]
+    kernels.warm_up_for(["numba"], said.append)
+    assert len(said) == 1  # ready now: said once
