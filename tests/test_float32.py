@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import away_from_relu_kinks
+from helpers import away_from_relu_kinks, central_differences, make_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,13 +20,6 @@ from bench.mlp import HIDDEN_ACTIVATIONS, MLP, OUTPUT_LOSS_PAIRS
 from bench.runner import run_cell
 
 PAIRS = sorted(OUTPUT_LOSS_PAIRS)
-
-
-def data(rng, n, n_in, n_out, output):
-    X = rng.normal(size=(n, n_in))
-    if output == "softmax":
-        return X, np.eye(n_out)[rng.integers(0, n_out, n)]
-    return X, (rng.random((n, n_out)) if output == "sigmoid" else rng.normal(size=(n, n_out)))
 
 
 @settings(max_examples=40, deadline=None)
@@ -44,7 +37,7 @@ def test_float32_gradients_match_float64_and_central_differences(sizes, hidden, 
     rng = np.random.default_rng(seed)
     single = MLP(sizes, hidden, output, loss, reduction, dtype="float32")
     double = MLP(sizes, hidden, output, loss, reduction)
-    X, Y = data(rng, 6, sizes[0], sizes[-1], output)
+    X, Y = make_data(rng, 6, sizes[0], sizes[-1], output)
     theta = away_from_relu_kinks(double, lambda: double.init(rng, 3, "uniform", 1.0), X, margin=0.01)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -58,11 +51,8 @@ def test_float32_gradients_match_float64_and_central_differences(sizes, hidden, 
     assert np.linalg.norm(grad32 - grad64) <= 1e-4 * scale
     # Central differences of the float32 loss itself, step 1e-3: truncation of order 1e-6, and
     # float32's rounding of the two losses, at most a few eps32 x |loss| / h per component.
-    h, numeric = 1e-3, np.empty_like(theta)
-    for p in range(single.n_params):
-        step = np.zeros(single.n_params)
-        step[p] = h
-        numeric[:, p] = (single.loss(theta + step, X, Y) - single.loss(theta - step, X, Y)) / (2 * h)
+    h = 1e-3
+    numeric = central_differences(single, theta, X, Y, h)
     rounding = 4 * np.finfo(np.float32).eps * np.abs(loss64).max() / h * np.sqrt(numeric.size)
     assert np.linalg.norm(grad32 - numeric) <= 1e-2 * scale + rounding
 

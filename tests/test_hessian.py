@@ -7,22 +7,11 @@ import warnings
 import mpmath as mp
 import numpy as np
 import pytest
-from helpers import away_from_relu_kinks
+from helpers import away_from_relu_kinks, make_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.mlp import HIDDEN_ACTIVATIONS, MLP, OUTPUT_LOSS_PAIRS
-
-
-def make_data(rng, n, n_in, n_out, output):
-    X = rng.normal(size=(n, n_in))
-    if output == "softmax":
-        Y = np.eye(n_out)[rng.integers(0, n_out, n)]
-    elif output == "sigmoid":
-        Y = rng.random((n, n_out))
-    else:
-        Y = rng.normal(size=(n, n_out))
-    return X, Y
 
 
 def gradient_differences(net, theta, X, Y, h=1e-5):

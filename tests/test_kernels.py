@@ -21,8 +21,6 @@ from bench import config, kernels
 from bench.mlp import COMPILED_MAX_WEIGHTS, HIDDEN_ACTIVATIONS, MLP, OUTPUT_LOSS_PAIRS, resolve_backend
 from bench.runner import run_cell
 
-pytestmark = pytest.mark.skipif(not kernels.available(), reason="numba is a dependency; this platform lacks it")
-
 PAIRS = sorted(OUTPUT_LOSS_PAIRS)
 
 

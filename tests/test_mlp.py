@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import away_from_relu_kinks
+from helpers import away_from_relu_kinks, central_differences, make_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,27 +14,6 @@ from bench.mlp import HIDDEN_ACTIVATIONS, MLP, OUTPUT_LOSS_PAIRS
 
 PAIRS = sorted(OUTPUT_LOSS_PAIRS)
 BACKENDS = ["numpy", "numba"]  # every check of the math holds for both paths
-
-
-def make_data(rng: np.random.Generator, n: int, n_in: int, n_out: int, output: str) -> tuple[np.ndarray, np.ndarray]:
-    X = rng.normal(size=(n, n_in))
-    if output == "softmax":
-        Y = np.eye(n_out)[rng.integers(0, n_out, n)]
-    elif output == "sigmoid":
-        Y = rng.random((n, n_out))
-    else:
-        Y = rng.normal(size=(n, n_out))
-    return X, Y
-
-
-def central_differences(net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    """Numerical gradient, all runs at once: perturb parameter p in every row."""
-    grad = np.empty_like(theta)
-    for p in range(net.n_params):
-        step = np.zeros(net.n_params)
-        step[p] = h
-        grad[:, p] = (net.loss(theta + step, X, Y) - net.loss(theta - step, X, Y)) / (2 * h)
-    return grad
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
