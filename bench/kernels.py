@@ -21,6 +21,7 @@ processes load the machine code from ``__pycache__``.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 
@@ -411,6 +412,14 @@ def evaluate(
         loss, grad, out,
     )  # fmt: skip
     return loss, grad if need_grad else None, out if need_output else None
+
+
+@functools.lru_cache(maxsize=16)
+def no_targets(n_patterns: int, n_outputs: int) -> np.ndarray:
+    """Read-only zero targets for an outputs-only call (remembered, so prepared once)."""
+    zeros = np.zeros((n_patterns, n_outputs))
+    zeros.flags.writeable = False
+    return zeros
 
 
 _PREPARED: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]] = {}

@@ -448,7 +448,7 @@ class MLP:
         theta = self._check_theta(theta)
         X = self._check_inputs(X)
         if self.backend == "numba":
-            no_targets = np.zeros((X.shape[0], self.layer_sizes[-1]))
+            no_targets = kernels.no_targets(X.shape[0], self.layer_sizes[-1])
             return kernels.evaluate(theta, X, no_targets, self._layout, need_grad=False, need_output=True)[2]
         with np.errstate(all="ignore"):
             _, z = self._forward(self._compute(theta), _with_ones(self._compute(X)))
