@@ -41,6 +41,15 @@ def available() -> bool:
     return numba is not None
 
 
+def jit(function):
+    """``function`` compiled by numba on first call (cached on disk, NaN and inf as numpy has them),
+    or itself where numba is missing: plain loops over small arrays, cheaper compiled than as
+    numpy calls."""
+    if numba is None:  # pragma: no cover - exercised only where numba cannot be installed
+        return function
+    return numba.njit(cache=True, nogil=True, error_model="numpy")(function)
+
+
 def _evaluate(theta, XT, Y, sizes, w_starts, hidden, output, mean, one_hot, need_grad, need_out, loss, grad, out):  # noqa: C901, PLR0912, PLR0915
     """Loss into ``loss`` (R,), gradient into ``grad`` (R, P) if ``need_grad``, outputs into
     ``out`` (R, N, K) if ``need_out``.  XT is the inputs transposed, (n_in, N); ``sizes`` the
@@ -279,28 +288,31 @@ def _kernel():
 
 def _momentum(theta, grad, velocity, rate, mu, nesterov, new_theta, new_velocity):
     for r in range(theta.shape[0]):
+        lr, m = rate[_at(rate, r)], mu[_at(mu, r)]
         for p in range(theta.shape[1]):
-            descent = rate[r] * grad[r, p]
-            v = mu[r] * velocity[r, p] - descent
+            descent = lr * grad[r, p]
+            v = m * velocity[r, p] - descent
             new_velocity[r, p] = v
-            new_theta[r, p] = theta[r, p] + ((mu[r] * v - descent) if nesterov else v)
+            new_theta[r, p] = theta[r, p] + ((m * v - descent) if nesterov else v)
 
 
 def _rprop(theta, grad, step_size, prev_grad, prev_update, error_rose, variant, eta_plus, eta_minus, delta_min,
            delta_max, new_theta, new_step, new_grad, new_update):  # fmt: skip
     """variant: 0 rprop+, 1 rprop-, 2 irprop+, 3 irprop- (optimizers.rprop.VARIANTS)."""
     for r in range(theta.shape[0]):
+        grow, shrink = eta_plus[_at(eta_plus, r)], eta_minus[_at(eta_minus, r)]
+        low, high = delta_min[_at(delta_min, r)], delta_max[_at(delta_max, r)]
         for p in range(theta.shape[1]):
             g = grad[r, p]
             product = g * prev_grad[r, p]
             step = step_size[r, p]
             if product > 0.0:  # np.minimum: a NaN wins
-                grown = step * eta_plus[r]
-                step = grown if (grown < delta_max[r] or grown != grown) else delta_max[r]
+                grown = step * grow
+                step = grown if (grown < high or grown != grown) else high
             flipped = product < 0.0
             if flipped:
-                shrunk = step * eta_minus[r]
-                step = shrunk if (shrunk > delta_min[r] or shrunk != shrunk) else delta_min[r]
+                shrunk = step * shrink
+                step = shrunk if (shrunk > low or shrunk != shrunk) else low
             sign = 1.0 if g > 0.0 else (-1.0 if g < 0.0 else (0.0 if g == 0.0 else g))  # np.sign
             update = -sign * step
             if flipped:
@@ -318,6 +330,14 @@ def _rprop(theta, grad, step_size, prev_grad, prev_update, error_rose, variant, 
             new_theta[r, p] = theta[r, p] + update
 
 
+def _at(values, r):
+    """Where run r's setting is in ``values``: its own entry, or the one entry that all runs share."""
+    return r if values.shape[0] > 1 else 0
+
+
+if numba is not None:
+    _at = numba.njit(inline="always", cache=True)(_at)
+
 _MOMENTUM_SIGNATURE = "void(f8[:, ::1], f8[:, ::1], f8[:, ::1], f8[::1], f8[::1], b1, f8[:, ::1], f8[:, ::1])"
 _RPROP_SIGNATURE = (
     "void(f8[:, ::1], f8[:, ::1], f8[:, ::1], f8[:, ::1], f8[:, ::1], b1[::1], i8, f8[::1], f8[::1], f8[::1], "
@@ -334,10 +354,11 @@ def _update_kernel(name: str):
 
 
 def _rows(value, n_runs: int) -> np.ndarray:
-    """A scalar or per-run hyperparameter ((R,) or (R, 1)) as a contiguous (R,) float64 array."""
-    if np.ndim(value) == 0:
-        return np.full(n_runs, value, dtype=np.float64)
-    return np.array(np.reshape(value, n_runs), dtype=np.float64)
+    """A hyperparameter as a contiguous float64 array: per-run values ((R,) or (R, 1)) as (R,),
+    one value for all runs as (1,) (the kernels read entry ``_at(values, r)``)."""
+    if isinstance(value, np.ndarray) and value.ndim:
+        return np.array(value.reshape(n_runs), dtype=np.float64)
+    return np.array((value,), dtype=np.float64)
 
 
 def _c(a: np.ndarray) -> np.ndarray:
@@ -402,8 +423,8 @@ def evaluate(
     sizes, starts, hidden, output, mean = layout
     n_runs, n_patterns = theta.shape[0], X.shape[0]
     loss = np.empty(n_runs)
-    grad = np.empty_like(theta) if need_grad else np.empty((0, 0))
-    out = np.empty((n_runs, n_patterns, int(sizes[-1]))) if need_output else np.empty((0, 0, 0))
+    grad = np.empty_like(theta) if need_grad else _NO_GRAD
+    out = np.empty((n_runs, n_patterns, int(sizes[-1]))) if need_output else _NO_OUT
     XT, Y, one_hot = _prepared(X, Y)
     if not (theta.flags.c_contiguous and theta.flags.writeable):
         theta = np.array(theta, order="C")
@@ -412,6 +433,9 @@ def evaluate(
         loss, grad, out,
     )  # fmt: skip
     return loss, grad if need_grad else None, out if need_output else None
+
+
+_NO_GRAD, _NO_OUT = np.empty((0, 0)), np.empty((0, 0, 0))  # what the kernel gets for what it must not compute
 
 
 @functools.lru_cache(maxsize=16)

@@ -22,13 +22,14 @@ and each run's best loss within fixed shares of its budget (``FIXED_BUDGETS``; c
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from bench import optimizers, seeding
+from bench import kernels, optimizers, seeding
 from bench.config import Cell, Stopping, stable_hash
 from bench.optimizers import base
 from bench.optimizers.base import tree_take
@@ -177,7 +178,10 @@ def _run_parts(
 
 
 class _Running(NamedTuple):
-    """What the runner keeps per running run, aligned with the optimizer state's rows."""
+    """What the runner keeps per running run, aligned with the optimizer state's rows.
+
+    The runner's own (no optimizer sees it), so ``_observe`` and the loop update its arrays in
+    place; dropping stopped runs copies them."""
 
     index: np.ndarray  # (R,) position of the run in the batch
     epochs: np.ndarray  # (R,) steps taken
@@ -217,8 +221,7 @@ def _run_batch(cell: Cell, runs: list[int], settings: Any, seeds: list[int], str
     n = len(runs)
     budget, stop, record = cell.dataset.budget, cell.config.stopping, cell.config.record
     targets = np.asarray(record.targets())
-    fixed_costs = np.asarray(FIXED_BUDGETS) * budget
-    levels, fixed_levels = np.append(-targets, np.inf), np.append(fixed_costs, np.inf)  # see _ladders
+    ladder, fixed_costs = -targets, np.asarray(FIXED_BUDGETS) * budget  # both ascending: see _observe
     theta0 = initial_parameters(cell, seeds, streams)
     problem = Problem(data, net, n, cell.dataset.model.init, cell.dataset.model.init_scale)
     opt = build_optimizer(cell, settings)
@@ -261,24 +264,40 @@ def _run_batch(cell: Cell, runs: list[int], settings: Any, seeds: list[int], str
     episodes: list[dict[str, np.ndarray]] = []
     run_ids = np.asarray(runs)
 
+    flags = np.empty(n, dtype=np.int64)
+    episode = np.empty((2, n))  # start cost and loss of the plateau episodes that end now
     while True:
         # Observe every running run's incumbent (free of cost); the state holds only running runs.
-        cost = problem.cost[live.index].copy()  # a snapshot: the ledger moves on when runs step
+        cost = problem.cost[live.index]  # a copy: the ledger moves on when runs step
         loss = state.loss
         best = np.fmin(live.best, loss)
-        live = _ladders(live, final, cost, best, levels, fixed_levels)
         window = window_push(live.window, cost, best, widths)
-        stalled, flat = window_stalled(window, best, drops).T
-        diverged = ~np.isfinite(loss)
+        stalled_flat = window_stalled(window, best, drops)
         out = getattr(state, "out", None)
-        solved = ~diverged & problem.solved(state.theta, loss, out)
-        halt = solved | diverged | (stop.stagnation & stalled) | (cost + opt.max_step_cost > budget)
-        live = _plateau_episodes(
-            live._replace(best=best, window=window), cost, flat & ~(solved | diverged), halt, episodes, run_ids
-        )
-
-        due = halt | (cost >= live.next_mark)
-        if due.any():
+        met = problem.solved(state.theta, loss, out)
+        m = len(cost)
+        now = flags[:m]
+        summary = _observe(
+            cost, loss, live.best, best, met, stalled_flat, stop.stagnation, float(opt.max_step_cost), float(budget),
+            live.next_target, live.next_budget, live.next_mark, live.plateau_start, live.plateau_loss,
+            live.plateau_end, window.cost, window.best, window.lag, live.index, final.hit_cost, final.hit_loss,
+            final.fixed, ladder, fixed_costs, now, episode[:, :m],
+        )  # fmt: skip
+        live = live._replace(best=best, window=window)
+        if summary & _ENDS:
+            ended = (now & _ENDS) != 0
+            episodes.append(
+                {
+                    "run": run_ids[live.index[ended]],
+                    "start_cost": episode[0, :m][ended],
+                    "end_cost": cost[ended],
+                    "start_loss": episode[1, :m][ended],
+                    "end_loss": best[ended],
+                    "outcome": np.where((now[ended] & _ON) != 0, "still on it", "escaped"),
+                }
+            )
+        if summary & _DUE:
+            due = (now & _DUE) != 0
             kept = run_ids[live.index[due]] < record.trajectories
             test_loss, test_accuracy = problem.test_point(state.theta[due])
             curve.append(
@@ -299,7 +318,9 @@ def _run_batch(cell: Cell, runs: list[int], settings: Any, seeds: list[int], str
             next_mark[due] = np.where(after < len(marks), marks[np.minimum(after, len(marks) - 1)], np.inf)
             live = live._replace(next_mark=next_mark)
 
-        if halt.any():
+        if summary & _HALT:
+            halt = (now & _HALT) != 0
+            solved, diverged, stalled = ((now & bit) != 0 for bit in (_MET, _DIVERGED_NOW, _STALLED_NOW))
             done, stopped = live.index[halt], np.flatnonzero(halt)
             final.status[done] = np.select(
                 [solved[halt], diverged[halt], stalled[halt]], [_SOLVED, _DIVERGED, _STUCK], _UNFINISHED
@@ -322,7 +343,7 @@ def _run_batch(cell: Cell, runs: list[int], settings: Any, seeds: list[int], str
             if per_run:  # the optimizer sees only the running rows: so must its per-run settings
                 opt = build_optimizer(cell, base.settings_take(settings, live.index))
         state = opt.step(state, view)
-        live = live._replace(epochs=live.epochs + 1)
+        live.epochs[:] += 1
 
     plateaus = _episodes_table(episodes)
     np.add.at(final.plateaus, np.searchsorted(run_ids, plateaus["run"]), 1)
@@ -337,44 +358,77 @@ def _run_batch(cell: Cell, runs: list[int], settings: Any, seeds: list[int], str
     return CellTables(runs_df, curves_df, plateaus, hits)
 
 
-def _ladders(
-    live: _Running, final: _Final, cost: np.ndarray, best: np.ndarray, ladder: np.ndarray, fixed_costs: np.ndarray
-) -> _Running:
-    """Record the targets each run's best loss reaches now, and its best loss within each fixed
-    budget share it passes now (the best before this evaluation: every earlier one cost less).
+# What ``_observe`` says of each run, as bits of its flags.
+_HALT, _DUE, _MET, _DIVERGED_NOW, _STALLED_NOW, _ON, _ENDS = (1 << bit for bit in range(7))
 
-    Both are levels that a non-decreasing quantity passes in order (-best, ascending the negated
-    ladder; the cost, ascending the shares), so each run only compares with its next level, and a
-    run that passes several levels at once fills them all.  ``ladder`` and ``fixed_costs`` end
-    with +inf, the level of a run that passed them all.
+
+@kernels.jit
+def _observe(cost, loss, previous, best, met, stalled_flat, stagnation, max_step_cost, budget, next_target,
+             next_budget, next_mark, plateau_start, plateau_loss, plateau_end, window_cost, window_best, lag, index,
+             hit_cost, hit_loss, fixed, ladder, fixed_costs, flags, episode):  # fmt: skip
+    """One step's bookkeeping of every running run, in one pass; returns the OR of the flags.
+
+    Per run r (its row ``index[r]`` in the final arrays), with its cost ``cost[r]``, its loss, its
+    best loss before (``previous``) and after (``best``) this evaluation, whether it meets its
+    success criterion (``met``), and the window's answers for "stuck" and for plateaus
+    (``stalled_flat`` (R, 2), the look-backs ``lag`` (R, 2) into the window's log):
+
+    * Targets and fixed budgets.  ``ladder`` (the negated targets) and ``fixed_costs`` ascend, and
+      -best and the cost never decrease, so each run compares with its next level only, and fills
+      every level it passes now: the cost and best loss at which it reached each target (its
+      ``hit_cost``, ``hit_loss``), and its best loss before this evaluation (every earlier one cost
+      less) within each budget share it passes (``fixed``).
+    * Status: diverged (a non-finite loss), solved (met, not diverged), halting (solved, diverged,
+      stalled if ``stagnation``, or a next step that would overrun the budget), and a curve point
+      due (halting, or its cost reached ``next_mark``).
+    * Plateau episodes.  A run is on a plateau while it is not solved (nor diverged) and the
+      plateau width's window finds it stalled.  An episode begins where that window begins (the
+      loss has not moved since; never before the previous episode's end) and ends when the run
+      leaves the plateau ("escaped") or stops on it ("still on it"); an ending episode's start
+      cost and loss go to ``episode`` (2, R), and the run's ``plateau_start`` and
+      ``plateau_loss`` become NaN again.
     """
-    # The levels end in +inf (nothing passes it), so a run past the last level never matches.
-    reached = ladder.take(live.next_target, mode="clip") <= -best
-    passed = fixed_costs.take(live.next_budget, mode="clip") < cost
-    if not (reached.any() or passed.any()):
-        return live
-    ladder, fixed_costs = ladder[:-1], fixed_costs[:-1]
-    next_target, next_budget = live.next_target, live.next_budget
-    if reached.any():
-        rows = np.flatnonzero(reached)
-        upto = np.searchsorted(ladder, -best[rows], side="right")
-        cols = np.arange(len(ladder))
-        fill = (cols >= next_target[rows, None]) & (cols < upto[:, None])
-        at = live.index[rows]
-        final.hit_cost[at] = np.where(fill, cost[rows, None], final.hit_cost[at])
-        final.hit_loss[at] = np.where(fill, best[rows, None], final.hit_loss[at])
-        next_target = next_target.copy()
-        next_target[rows] = upto
-    if passed.any():
-        rows = np.flatnonzero(passed)
-        upto = np.searchsorted(fixed_costs, cost[rows], side="left")
-        cols = np.arange(len(fixed_costs))
-        fill = (cols >= next_budget[rows, None]) & (cols < upto[:, None])
-        at = live.index[rows]
-        final.fixed[at] = np.where(fill, live.best[rows, None], final.fixed[at])
-        next_budget = next_budget.copy()
-        next_budget[rows] = upto
-    return live._replace(next_target=next_target, next_budget=next_budget)
+    summary = 0
+    for r in range(cost.shape[0]):
+        c, b, at = cost[r], best[r], index[r]
+        j = next_target[r]
+        while j < ladder.shape[0] and ladder[j] <= -b:
+            hit_cost[at, j] = c
+            hit_loss[at, j] = b
+            j += 1
+        next_target[r] = j
+        j = next_budget[r]
+        while j < fixed_costs.shape[0] and fixed_costs[j] < c:
+            fixed[at, j] = previous[r]
+            j += 1
+        next_budget[r] = j
+
+        diverged = not math.isfinite(loss[r])
+        solved = met[r] and not diverged
+        halt = solved or diverged or (stagnation and stalled_flat[r, 0]) or c + max_step_cost > budget
+        on = stalled_flat[r, 1] and not (solved or diverged)
+        was_on = not math.isnan(plateau_start[r])
+        if on and not was_on:
+            back = lag[r, 1]
+            plateau_start[r] = max(window_cost[r, back], plateau_end[r])
+            plateau_loss[r] = window_best[r, back]
+        ends = (was_on and not on) or (on and halt)
+        if ends:
+            episode[0, r], episode[1, r] = plateau_start[r], plateau_loss[r]
+            plateau_end[r] = c
+            plateau_start[r] = plateau_loss[r] = math.nan
+        f = (
+            _HALT * halt
+            + _DUE * (halt or c >= next_mark[r])
+            + _MET * solved
+            + _DIVERGED_NOW * diverged
+            + _STALLED_NOW * stalled_flat[r, 0]
+            + _ON * on
+            + _ENDS * ends
+        )
+        flags[r] = f
+        summary |= f
+    return summary
 
 
 def _hits_table(run_ids: np.ndarray, targets: np.ndarray, final: _Final) -> pd.DataFrame:
@@ -391,51 +445,6 @@ def _hits_table(run_ids: np.ndarray, targets: np.ndarray, final: _Final) -> pd.D
             "loss": np.column_stack([final.hit_loss, np.where(solved, final.best, np.nan)]).reshape(-1),
         }
     )
-
-
-def _plateau_episodes(
-    live: _Running,
-    cost: np.ndarray,
-    on: np.ndarray,
-    halt: np.ndarray,
-    episodes: list[dict[str, np.ndarray]],
-    run_ids: np.ndarray,
-) -> _Running:
-    """Follow each run on and off plateaus; append the episodes that end now to ``episodes``.
-
-    A run is ``on`` a plateau while it is not solved (nor diverged) and its best loss fell by at
-    most ``plateau_min_delta`` over the last ``plateau_window`` x budget cost units (the window's
-    width 1).  An episode begins where that window begins (the loss has not moved since; never
-    before the previous episode's end) and ends when the run leaves the plateau ("escaped") or
-    stops on it ("still on it").
-    """
-    window = live.window
-    was_on = ~np.isnan(live.plateau_start)
-    began = on & ~was_on
-    ended = (was_on & ~on) | (on & halt)
-    if not (began.any() or ended.any()):
-        return live
-    start, start_loss = live.plateau_start.copy(), live.plateau_loss.copy()
-    if began.any():
-        rows = np.flatnonzero(began)
-        back = window.lag[rows, 1]
-        start[rows] = np.maximum(window.cost[rows, back], live.plateau_end[rows])
-        start_loss[rows] = window.best[rows, back]
-    end = live.plateau_end
-    if ended.any():
-        episodes.append(
-            {
-                "run": run_ids[live.index[ended]],
-                "start_cost": start[ended],
-                "end_cost": cost[ended],
-                "start_loss": start_loss[ended],
-                "end_loss": live.best[ended],
-                "outcome": np.where(on[ended], "still on it", "escaped"),
-            }
-        )
-        end = np.where(ended, cost, end)
-        start[ended], start_loss[ended] = np.nan, np.nan
-    return live._replace(plateau_start=start, plateau_loss=start_loss, plateau_end=end)
 
 
 def _episodes_table(episodes: list[dict[str, np.ndarray]]) -> pd.DataFrame:

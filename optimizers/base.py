@@ -263,7 +263,7 @@ class LearningRate(Clipping):
 
     def rate(self, count: np.ndarray) -> np.ndarray | float:
         """Learning rate per run at update ``count`` (R,), as an (R, 1) column (or one scalar)."""
-        if self.schedule == "constant" and np.ndim(self.learning_rate) == 0:
+        if self.schedule == "constant" and not isinstance(self.learning_rate, np.ndarray):
             return self.learning_rate  # a scalar broadcasts like the (R, 1) column
         t = count.astype(np.float64)
         lr, gamma, k = (

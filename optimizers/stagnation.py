@@ -20,6 +20,10 @@ the column past the state's ``head``, which no earlier state reads, and a full l
 a new, larger one, so a state handed to a push keeps seeing the same values (the optimizers'
 rule: inputs are never changed).  Columns that no width can look back to any more are dropped at
 that copy, so the log holds about one (longest) window of steps.
+
+A push and a look-back are a few comparisons per run and width, which as numpy calls cost far
+more than their arithmetic (the runner makes both at every step); so they are plain loops,
+compiled with numba (``bench.kernels.jit``; plain Python where numba is missing).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+
+from bench import kernels
 
 _MIN_COLUMNS = 64
 
@@ -39,10 +45,6 @@ class Window(NamedTuple):
     head: np.ndarray  # (R,) columns written (the same for every row)
     start: np.ndarray  # (R,) first column of the current watch (restarts begin a new one)
     lag: np.ndarray  # (R, K) per width: newest column at or before cost - width; < start if none
-    # (R,) the same value in every row: True while all rows have logged the same costs since the
-    # same start (one optimizer stepping them together), so that every row looks back to the
-    # same column and the look-backs are followed as K numbers rather than R x K.
-    uniform: np.ndarray
 
 
 def window_start(n_runs: int, n_widths: int = 1) -> Window:
@@ -51,7 +53,7 @@ def window_start(n_runs: int, n_widths: int = 1) -> Window:
     zeros = np.zeros(n_runs, dtype=np.int64)
     empty = np.empty((n_runs, _MIN_COLUMNS))
     lag = np.full((n_runs, n_widths), -1, dtype=np.int64)
-    return Window(empty, np.empty_like(empty), zeros, zeros, lag, np.ones(n_runs, dtype=bool))
+    return Window(empty, np.empty_like(empty), zeros, zeros, lag)
 
 
 def window_push(window: Window, cost: np.ndarray, best: np.ndarray, widths: np.ndarray) -> Window:
@@ -59,21 +61,10 @@ def window_push(window: Window, cost: np.ndarray, best: np.ndarray, widths: np.n
     ``widths`` (K,) are the widths watched, in cost units, or (R, K) for widths that differ per run."""
     if not len(cost):
         return window
-    window = _room_for_one(window)
-    log_cost, log_best, head, start, lag, uniform = window
-    h = int(head[0])
-    log_cost[:, h], log_best[:, h] = cost, best  # past every earlier state's head: nobody reads it
-    head = head + 1
-    widths = np.asarray(widths, dtype=np.float64)
-    if uniform[0] and widths.ndim == 1 and cost.min() == cost.max():
-        moved = _advance_one(log_cost[0], h + 1, lag[0], cost[0] - widths)
-        if np.any(moved != lag[0]):
-            lag = np.empty_like(lag)
-            lag[...] = moved
-        return Window(log_cost, log_best, head, start, lag, uniform)
-    limit = cost[:, None] - (widths if widths.ndim == 2 else widths[None, :])
-    lag = _advance(log_cost, h + 1, np.maximum(lag, start[:, None] - 1), limit)
-    return Window(log_cost, log_best, head, start, lag, np.zeros_like(uniform))
+    log_cost, log_best, head, start, lag = _room_for_one(window)
+    lag_next = np.empty_like(lag)
+    _push(log_cost, log_best, int(head[0]), start, lag, _floats(cost), _floats(best), _per_row(widths), lag_next)
+    return Window(log_cost, log_best, head + 1, start, lag_next)
 
 
 def window_restart(window: Window, rows: np.ndarray, cost: np.ndarray, best: np.ndarray) -> Window:
@@ -82,63 +73,63 @@ def window_restart(window: Window, rows: np.ndarray, cost: np.ndarray, best: np.
 
     The newest column was written by the push that made this state (no earlier state reads it).
     """
-    log_cost, log_best, head, start, lag, uniform = window
+    log_cost, log_best, head, start, lag = window
     h = int(head[0]) - 1
     log_cost[rows, h], log_best[rows, h] = cost, best
     start, lag = start.copy(), lag.copy()
     start[rows], lag[rows] = h, h - 1
-    return Window(log_cost, log_best, head, start, lag, np.zeros_like(uniform))
+    return Window(log_cost, log_best, head, start, lag)
 
 
 def window_stalled(window: Window, best: np.ndarray, min_deltas: np.ndarray) -> np.ndarray:
     """(R, K) bool: per width, the best loss ``best`` (R,) is at least (1 - min_delta) x the best
     one window back; ``min_deltas`` (K,) are the relative drops, one per width ((R, K): per run)."""
-    keep = 1.0 - np.asarray(min_deltas, dtype=np.float64)
-    if len(best) and window.uniform[0]:
-        lag, start = window.lag[0], window.start[0]
-        watched = lag >= start
-        then = window.best[:, np.maximum(lag, 0)]
-        with np.errstate(invalid="ignore"):  # inf - inf from diverged runs: not stalled, they diverged
-            return watched & (best[:, None] >= keep * then)
-    watched = window.lag >= window.start[:, None]
-    if not watched.any():
-        return watched
-    base = np.arange(0, window.best.size, window.best.shape[1])[:, None]
-    then = window.best.reshape(-1)[base + np.maximum(window.lag, 0)]
-    with np.errstate(invalid="ignore"):
-        return watched & (best[:, None] >= keep * then)
+    stalled = np.empty(window.lag.shape, dtype=np.bool_)
+    _stalled(window.best, window.start, window.lag, _floats(best), 1.0 - _per_row(min_deltas), stalled)
+    return stalled
 
 
-def _advance_one(costs: np.ndarray, head: int, lag: np.ndarray, limit: np.ndarray) -> np.ndarray:
-    """``_advance`` for one row of costs (C,) and its K look-backs (K,): plain Python steps."""
-    lag = lag.copy()
-    for k in range(len(lag)):
-        while lag[k] + 1 < head and costs[lag[k] + 1] <= limit[k]:
-            lag[k] += 1
-    return lag
+def _floats(a: np.ndarray) -> np.ndarray:
+    return np.asarray(a, dtype=np.float64)
 
 
-def _advance(log_cost: np.ndarray, head: int, lag: np.ndarray, limit: np.ndarray) -> np.ndarray:
-    """Move each look-back column ``lag`` (R, K) to its row's newest column whose cost is <=
-    ``limit`` (R, K) (costs increase along a row; ``head`` columns are written).
+def _per_row(values: np.ndarray) -> np.ndarray:
+    """Per-width values (K,) as one row (1, K) that every run reads, or per run and width (R, K)."""
+    values = _floats(values)
+    return values.reshape(1, -1) if values.ndim == 1 else values
 
-    Rows move one column per push in steady state: each pass looks two columns ahead with whole-
-    array operations on the flat log, and goes round again only if some look-back moved two.
-    """
-    flat, last = log_cost.reshape(-1), head - 1
-    base = np.arange(0, log_cost.size, log_cost.shape[1])[:, None]
-    while True:
-        one = (lag < last) & (flat[base + np.minimum(lag + 1, last)] <= limit)
-        two = one & (lag + 1 < last) & (flat[base + np.minimum(lag + 2, last)] <= limit)
-        lag = lag + one + two
-        if not two.any():
-            return lag
+
+@kernels.jit
+def _push(log_cost, log_best, h, start, lag, cost, best, widths, lag_next):
+    """Write (cost, best) into column ``h`` and move each look-back to its row's newest column
+    whose cost is <= cost - width (costs increase along a row; never before the watch's start)."""
+    for r in range(lag.shape[0]):
+        log_cost[r, h] = cost[r]
+        log_best[r, h] = best[r]
+        row = r if widths.shape[0] > 1 else 0
+        for k in range(lag.shape[1]):
+            limit = cost[r] - widths[row, k]
+            j = max(lag[r, k], start[r] - 1)
+            while j < h and log_cost[r, j + 1] <= limit:
+                j += 1
+            lag_next[r, k] = j
+
+
+@kernels.jit
+def _stalled(log_best, start, lag, best, keep, stalled):
+    """Per run and width: watched for a whole window, and best >= keep x the best one window back
+    (False for NaN, as numpy's comparison: a diverged run is not stalled, it diverged)."""
+    for r in range(lag.shape[0]):
+        row = r if keep.shape[0] > 1 else 0
+        for k in range(lag.shape[1]):
+            j = lag[r, k]
+            stalled[r, k] = j >= start[r] and best[r] >= keep[row, k] * log_best[r, j]
 
 
 def _room_for_one(window: Window) -> Window:
     """The window itself if its log has a free column, else a copy into a larger log without the
     columns nobody can look back to (those before each row's oldest look-back, or its watch)."""
-    log_cost, log_best, head, start, lag, uniform = window
+    log_cost, log_best, head, start, lag = window
     h = int(head[0])
     if h < log_cost.shape[1]:
         return window
@@ -148,4 +139,4 @@ def _room_for_one(window: Window) -> Window:
     new_cost, new_best = np.empty((len(head), columns)), np.empty((len(head), columns))
     new_cost[:, : h - low], new_best[:, : h - low] = log_cost[:, low:h], log_best[:, low:h]
     moved_lag = np.where(lag >= start[:, None], lag - low, start[:, None] - low - 1)
-    return Window(new_cost, new_best, head - low, start - low, moved_lag, uniform)
+    return Window(new_cost, new_best, head - low, start - low, moved_lag)
