@@ -265,7 +265,7 @@ def _run_batch(cell: Cell, runs: list[int], settings: Any, seeds: list[int], str
     run_ids = np.asarray(runs)
 
     flags = np.empty(n, dtype=np.int64)
-    episode = np.empty((2, n))  # start cost and loss of the plateau episodes that end now
+    episode = np.empty((n, 2))  # start cost and loss of the plateau episodes that end now
     while True:
         # Observe every running run's incumbent (free of cost); the state holds only running runs.
         cost = problem.cost[live.index]  # a copy: the ledger moves on when runs step
@@ -281,7 +281,7 @@ def _run_batch(cell: Cell, runs: list[int], settings: Any, seeds: list[int], str
             cost, loss, live.best, best, met, stalled_flat, stop.stagnation, float(opt.max_step_cost), float(budget),
             live.next_target, live.next_budget, live.next_mark, live.plateau_start, live.plateau_loss,
             live.plateau_end, window.cost, window.best, window.lag, live.index, final.hit_cost, final.hit_loss,
-            final.fixed, ladder, fixed_costs, now, episode[:, :m],
+            final.fixed, ladder, fixed_costs, now, episode[:m],
         )  # fmt: skip
         live = live._replace(best=best, window=window)
         if summary & _ENDS:
@@ -289,9 +289,9 @@ def _run_batch(cell: Cell, runs: list[int], settings: Any, seeds: list[int], str
             episodes.append(
                 {
                     "run": run_ids[live.index[ended]],
-                    "start_cost": episode[0, :m][ended],
+                    "start_cost": episode[:m, 0][ended],
                     "end_cost": cost[ended],
-                    "start_loss": episode[1, :m][ended],
+                    "start_loss": episode[:m, 1][ended],
                     "end_loss": best[ended],
                     "outcome": np.where((now[ended] & _ON) != 0, "still on it", "escaped"),
                 }
@@ -385,7 +385,7 @@ def _observe(cost, loss, previous, best, met, stalled_flat, stagnation, max_step
       plateau width's window finds it stalled.  An episode begins where that window begins (the
       loss has not moved since; never before the previous episode's end) and ends when the run
       leaves the plateau ("escaped") or stops on it ("still on it"); an ending episode's start
-      cost and loss go to ``episode`` (2, R), and the run's ``plateau_start`` and
+      cost and loss go to ``episode`` (R, 2), and the run's ``plateau_start`` and
       ``plateau_loss`` become NaN again.
     """
     summary = 0
@@ -414,7 +414,7 @@ def _observe(cost, loss, previous, best, met, stalled_flat, stagnation, max_step
             plateau_loss[r] = window_best[r, back]
         ends = (was_on and not on) or (on and halt)
         if ends:
-            episode[0, r], episode[1, r] = plateau_start[r], plateau_loss[r]
+            episode[r, 0], episode[r, 1] = plateau_start[r], plateau_loss[r]
             plateau_end[r] = c
             plateau_start[r] = plateau_loss[r] = math.nan
         f = (
