@@ -11,9 +11,17 @@ along the patterns.
 Same math, same formulas, term by term, as ``bench.mlp``'s numpy path: the logistic from one
 exp(-|z|) by sign and its slope as sigma(z) sigma(-z), tanh's slope as 4t / (1 + t)^2 with
 t = exp(-2|z|), the output error from the tail that keeps its precision, cross-entropies from the
-logits (softplus; log1p of the softmax's "rest").  What may differ is the order of additions in
-the sums over patterns and units (BLAS and einsum pick their own), so a call agrees with numpy to
-a few units in the last place of the sum's terms; the tests hold it to 1e-12 of them.
+logits (softplus; log1p of the softmax's "rest").  What may differ:
+
+* the order of additions in the sums over patterns (BLAS and einsum pick their own; here the
+  gradient sums may be reassociated by the compiler into vector lanes, ``_radd``), so a call
+  agrees with numpy to a few units in the last place of the sum's terms; the tests hold it to
+  1e-12 of them.  The order is fixed by the compiled code: the same on a machine, whatever R or
+  the other runs (a row gives the same bits alone or in a batch); another CPU's vector width
+  may round differently, as another BLAS does;
+* the logistic's exp(-|z|), computed in vector lanes (``_exp_lane``, within 0.67 ulp, where
+  numpy's exp is within 0.70 and libm's 0.51), and by libm wherever the result is subnormal or
+  0 (|z| > 708), so the tails deep in saturation are libm's, exactly.
 
 Compiled with ``cache=True``: the first call on a machine compiles (``compile_seconds``), later
 processes load the machine code from ``__pycache__``.
@@ -91,21 +99,18 @@ def _evaluate(theta, XT, Y, sizes, w_starts, hidden, output, mean, one_hot, need
             target_start = 0 if last else in_start + (n_in if layer > 0 else 0)
             for j in range(n_out):
                 row = target_start + j
-                for p in range(n_patterns):  # sum_i w_ij a_i, then the bias (as [a, 1] @ [W; b])
-                    target[row, p] = 0.0
-                for i in range(n_in):  # the innermost loops run along the patterns (contiguous)
-                    w = th[ws + i * n_out + j]
-                    for p in range(n_patterns):
-                        target[row, p] += w * source[source_start + i, p]
-                b = th[bs + j]
-                for p in range(n_patterns):
-                    target[row, p] += b
+                # sum_i w_ij a_i + b_j; the innermost loops run along the patterns (contiguous)
+                _weighted_sum(target, row, source, source_start, th, ws + j, n_out, n_in, th[bs + j], n_patterns)
+                logistic = (output == 0 or output == 1) if last else hidden == 1
+                if logistic:  # exp(-|v|) of the row, vectorized: the outputs' into scratch, the hidden
+                    exps = delta_prev if last else slopes  # units' into their slopes (one call site, so
+                    _exp_neg_abs_row(target, row, exps, row, n_patterns)  # compiled once)
                 if last or hidden == 0:
                     continue
                 if hidden == 1:  # the logistic from one exp(-|v|): both tails exact
                     for p in range(n_patterns):
                         v = target[row, p]
-                        x = math.exp(-abs(v))
+                        x = slopes[row, p]
                         d = 1.0 / (x + 1.0)
                         t = x * d
                         slopes[row, p] = t * d
@@ -184,7 +189,7 @@ def _evaluate(theta, XT, Y, sizes, w_starts, hidden, output, mean, one_hot, need
                 for p in range(n_patterns):
                     v = z[k, p]
                     y = Y[p, k]
-                    x = math.exp(-abs(v))
+                    x = delta_prev[k, p]  # exp(-|v|), from the forward pass
                     d = 1.0 / (x + 1.0)
                     t = x * d
                     o = t if v < 0.0 else d  # sigma(v)
@@ -215,51 +220,159 @@ def _evaluate(theta, XT, Y, sizes, w_starts, hidden, output, mean, one_hot, need
                 in_start -= n_in
             source = XT if layer == 0 else acts
             source_start = 0 if layer == 0 else in_start
-            for j in range(n_out):
-                grad[r, bs + j] = _dot(delta, j, delta, -1, n_patterns)
-                for i in range(n_in):
-                    grad[r, ws + i * n_out + j] = _dot(source, source_start + i, delta, j, n_patterns)
+            _layer_gradient(grad, r, ws, n_in, n_out, source, source_start, delta, n_patterns)
             if layer == 0:
                 break
             for i in range(n_in):
-                for p in range(n_patterns):
-                    delta_prev[i, p] = 0.0
-                for j in range(n_out):
-                    w = th[ws + i * n_out + j]
-                    for p in range(n_patterns):
-                        delta_prev[i, p] += delta[j, p] * w
+                _weighted_sum(delta_prev, i, delta, 0, th, ws + i * n_out, 1, n_out, -0.0, n_patterns)
                 if hidden != 0:
                     for p in range(n_patterns):
                         delta_prev[i, p] *= slopes[in_start + i, p]
             delta, delta_prev = delta_prev, delta
 
 
-def _dot(a, i, b, j, n):
-    """sum_p a[i, p] b[j, p] (sum_p a[i, p] if j < 0) over p < n, in four interleaved partial
-    sums: the additions no longer wait on each other, and the compiler can use vector units."""
-    s0 = s1 = s2 = s3 = 0.0
-    m = n - n % 4
-    if j < 0:
-        for p in range(0, m, 4):
-            s0 += a[i, p]
-            s1 += a[i, p + 1]
-            s2 += a[i, p + 2]
-            s3 += a[i, p + 3]
-        for p in range(m, n):
-            s0 += a[i, p]
+def _exp_lane(x):
+    """exp(x) for -708 <= x <= 0 (a normal result), branch-free, so that a loop of them
+    vectorizes (libm's exp is a call): within 0.67 ulp, where math.exp is within 0.51, so the two
+    differ by at most 1 ulp.  Elsewhere the result is meaningless (its scale 2^k is assembled
+    from bits; no step traps or is undefined): callers recompute such arguments with math.exp.
+
+    x = k ln2 + r, |r| <= ln2 / 2, k = round(x / ln2) by adding and subtracting 1.5 * 2^52 (k
+    then sits in the low bits of the sum); r = hi - lo with ln2 split as fdlibm's ln2_hi + ln2_lo
+    (k ln2_hi and hi = x - k ln2_hi are exact).  exp(r) = 1 + r + r^2 q(r), q a minimax
+    polynomial of degree 10 (error 1.4e-18), added as (1 + hi) + (the rounding error of 1 + hi
+    + r^2 q - lo); then times 2^k, exactly."""
+    shifted = x * 1.4426950408889634 + 6755399441055744.0
+    k = np.float64(shifted).view(np.int64) - 0x4338000000000000  # the bits of 1.5 * 2^52
+    kf = shifted - 6755399441055744.0
+    hi = x - kf * 6.93147180369123816490e-01
+    lo = kf * 1.90821492927058770002e-10
+    r = hi - lo
+    q = 2.7557255424100354e-06 + r * (2.755725293752941e-07 + r * (2.5105206981610066e-08 + r * 2.0921580875577855e-09))
+    q = 0.0013888888888874409 + r * (0.0001984126987480198 + r * (2.480158734731361e-05 + r * q))
+    q = 0.5 + r * (0.1666666666666667 + r * (0.041666666666666685 + r * (0.008333333333326141 + r * q)))
+    s = 1.0 + hi
+    y = s + (((1.0 - s) + hi) + (r * r * q - lo))
+    return y * np.int64((k + 1023) << 52).view(np.float64)
+
+
+def _exp_neg_abs_row(z, i, out, j, n):
+    """out[j, p] = exp(-|z[i, p]|) for p < n: math.exp's to 1 ulp, and exactly math.exp's below
+    e^-708 (subnormal results, 0) and for NaN.  ``_exp_lane`` over the first n - n % 8 patterns,
+    a vectorized pass, then math.exp for the arguments beyond its range (|z| > 708, NaN), which a
+    saturated or diverged unit brings, and for the last n % 8 patterns (one at a time, libm's exp
+    is the faster: its chain of dependent operations is the shorter)."""
+    m = n >> 3 << 3  # (numba's % and // are Python's: branches for the signs)
+    beyond = 0
+    for p in range(m):
+        x = -abs(z[i, p])
+        out[j, p] = _exp_lane(x)
+        beyond += 0 if x >= -708.0 else 1
+    if beyond:
+        for p in range(m):
+            x = -abs(z[i, p])
+            if not x >= -708.0:
+                out[j, p] = math.exp(x)
+    for p in range(m, n):
+        out[j, p] = math.exp(-abs(z[i, p]))
+
+
+def _weighted_sum(target, row, source, first, th, w_first, w_step, count, end, n):
+    """target[row, p] = sum_c th[w_first + c w_step] source[first + c, p] over c < count (>= 1),
+    added in the order of c from 0.0 and then ``end`` (-0.0 for none: x + -0.0 is x, a sum the
+    compiler drops), for p < n.  Up to four rows of ``source`` per pass over the target row (a
+    pass loads and stores the target row once for up to four products).  (The order is numpy's,
+    [a, 1] @ [W; b]: in deep saturation a logit's rounding shows in its unit's tail, e^-|z|.)"""
+    k = count - ((count - 1) >> 2 << 2)  # 1 to 4: the first pass takes the odd rows, the others four each
+    e = end if k == count else -0.0  # the first pass is also the last
+    w0 = th[w_first]
+    if k == 1:
+        for p in range(n):
+            target[row, p] = (0.0 + w0 * source[first, p]) + e
+    elif k == 2:
+        w1 = th[w_first + w_step]
+        for p in range(n):
+            t = (0.0 + w0 * source[first, p]) + w1 * source[first + 1, p]
+            target[row, p] = t + e
+    elif k == 3:
+        w1, w2 = th[w_first + w_step], th[w_first + 2 * w_step]
+        for p in range(n):
+            t = ((0.0 + w0 * source[first, p]) + w1 * source[first + 1, p]) + w2 * source[first + 2, p]
+            target[row, p] = t + e
     else:
-        for p in range(0, m, 4):
-            s0 += a[i, p] * b[j, p]
-            s1 += a[i, p + 1] * b[j, p + 1]
-            s2 += a[i, p + 2] * b[j, p + 2]
-            s3 += a[i, p + 3] * b[j, p + 3]
-        for p in range(m, n):
-            s0 += a[i, p] * b[j, p]
-    return (s0 + s1) + (s2 + s3)
+        w1, w2, w3 = th[w_first + w_step], th[w_first + 2 * w_step], th[w_first + 3 * w_step]
+        for p in range(n):
+            t = ((0.0 + w0 * source[first, p]) + w1 * source[first + 1, p]) + w2 * source[first + 2, p]
+            target[row, p] = (t + w3 * source[first + 3, p]) + e
+    for c in range(k, count, 4):
+        w0, w1 = th[w_first + c * w_step], th[w_first + (c + 1) * w_step]
+        w2, w3 = th[w_first + (c + 2) * w_step], th[w_first + (c + 3) * w_step]
+        r = first + c
+        for p in range(n):
+            t = (target[row, p] + w0 * source[r, p]) + w1 * source[r + 1, p]
+            target[row, p] = (t + w2 * source[r + 2, p]) + w3 * source[r + 3, p]
+    if count > 4:  # then ``end``, in a pass of its own (folded into the last pass, it slowed the
+        for p in range(n):  # small networks' calls by half, whose single pass never ran it)
+            target[row, p] += end
+
+
+def _layer_gradient(grad, r, ws, n_in, n_out, source, first, delta, n):
+    """A layer's gradient into grad[r]: its weights' sum_p source[first + i, p] delta[j, p] at
+    ws + i n_out + j, its biases' sum_p delta[j, p] after them, over p < n.
+
+    The sums' additions may be reassociated (``_radd``): the compiler splits each sum into vector
+    lanes and several vector accumulators (so its rounding order is the compiler's).  Four
+    weights per pass share the loads of the delta row."""
+    bs = ws + n_in * n_out
+    for j in range(n_out):
+        s = 0.0
+        for p in range(n):
+            s = _radd(s, delta[j, p])
+        grad[r, bs + j] = s
+        i = 0
+        while i + 4 <= n_in:
+            s0 = s1 = s2 = s3 = 0.0
+            a = first + i
+            for p in range(n):
+                d = delta[j, p]
+                s0 = _radd(s0, source[a, p] * d)
+                s1 = _radd(s1, source[a + 1, p] * d)
+                s2 = _radd(s2, source[a + 2, p] * d)
+                s3 = _radd(s3, source[a + 3, p] * d)
+            grad[r, ws + i * n_out + j] = s0
+            grad[r, ws + (i + 1) * n_out + j] = s1
+            grad[r, ws + (i + 2) * n_out + j] = s2
+            grad[r, ws + (i + 3) * n_out + j] = s3
+            i += 4
+        while i < n_in:
+            s = 0.0
+            for p in range(n):
+                s = _radd(s, source[first + i, p] * delta[j, p])
+            grad[r, ws + i * n_out + j] = s
+            i += 1
 
 
 if numba is not None:
-    _dot = numba.njit(inline="always", cache=True)(_dot)
+    from numba.core import types as _types
+    from numba.extending import intrinsic as _intrinsic
+
+    @_intrinsic
+    def _radd(typingctx, a, b):
+        """a + b (float64), an addition the compiler may reassociate (LLVM's ``reassoc`` flag, and
+        no other fast-math flag: NaN and inf propagate as ever).  A sum of them along a loop
+        vectorizes: LLVM keeps partial sums in vector lanes and several vector accumulators."""
+        if not (isinstance(a, _types.Float) and isinstance(b, _types.Float)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            return builder.fadd(args[0], args[1], flags=("reassoc",))
+
+        return _types.float64(_types.float64, _types.float64), codegen
+
+    _layer_gradient = numba.njit(inline="always", cache=True)(_layer_gradient)
+    _exp_lane = numba.njit(inline="always", cache=True)(_exp_lane)
+    _exp_neg_abs_row = numba.njit(inline="always", cache=True)(_exp_neg_abs_row)
+    _weighted_sum = numba.njit(inline="always", cache=True)(_weighted_sum)
 
 _compiled = None
 compile_seconds: float | None = None  # the first call's compile (or cache load) time in this process

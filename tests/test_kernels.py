@@ -10,6 +10,7 @@ difference).  The deep-saturation test in test_tails holds both paths to an exac
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -126,6 +127,61 @@ def test_the_kernel_keeps_the_exact_tail_where_one_minus_a_rounds_to_zero():
         want = (o - 1.0) * o * (1 - o) * 1.0 * slope  # dE/dw1 = delta_out * w2 * sigma'(z) * x
         assert grad[0, 0] != 0.0
         np.testing.assert_allclose(grad[0, 0], want, rtol=1e-12)
+
+
+def ulps_apart(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """How many doubles lie between a and b (both >= 0, finite): the distance of their bits."""
+    return np.abs(a.view(np.int64) - b.view(np.int64))
+
+
+def test_the_kernels_exp_is_libms_to_an_ulp_and_exactly_libms_below_e_to_the_minus_708():
+    """exp(-|z|) as the kernel computes it for the logistic (branch-free vector lanes, libm's exp
+    for the arguments beyond -708, whose results are subnormal or 0, and for NaN and inf): a
+    million points over [-746, 0] and the edges of every range, against numpy's and libm's exp."""
+    rng = np.random.default_rng(5)
+    edges = np.array([
+        0.0, 5e-324, 1e-300, 1e-17, 1e-8, 0.5 * np.log(2), np.log(2), 1.0, 20.0, 700.0,
+        np.nextafter(708.0, 0.0), 708.0, np.nextafter(708.0, 1e3), 708.3964185322641, 708.4, 709.0,
+        745.1332191019411, 745.1332191019412, 745.2, 746.0, 1000.0, 1e308, np.inf,
+    ])  # fmt: skip
+    z = np.concatenate([edges, -edges, [np.nan, -np.nan], rng.uniform(0, 746, 1_000_000), rng.uniform(0, 1, 10_001)])
+    z = z[None, :]  # one row of patterns, its length not a multiple of the vector blocks
+    got = np.empty_like(z)
+    kernels._exp_neg_abs_row(z, 0, got, 0, z.shape[1])
+    got, x = got[0], -np.abs(z[0])
+    libm = np.array([math.exp(v) for v in x])
+    assert np.array_equal(np.isnan(got), np.isnan(x))
+    finite = ~np.isnan(x)
+    got, x, libm = got[finite], x[finite], libm[finite]
+    normal = libm >= np.finfo(np.float64).tiny
+    assert normal.sum() > 900_000 and (~normal).sum() > 1_000  # both ranges well sampled
+    assert ulps_apart(got[normal], libm[normal]).max() <= 1
+    assert ulps_apart(got[normal], np.exp(x[normal])).max() <= 1
+    np.testing.assert_array_equal(got[~normal], libm[~normal])  # subnormal, 0: exactly libm's
+
+
+@pytest.mark.parametrize("hidden", HIDDEN_ACTIVATIONS)
+@pytest.mark.parametrize("pair", PAIRS)
+def test_the_vectorized_loops_agree_with_numpy_in_and_beyond_saturation(hidden, pair):
+    """37 patterns, so that every loop runs its vector blocks and its remainder; scales that put
+    units beyond |z| = 708 (subnormal and 0 tails, libm's exp); a NaN and an infinite weight."""
+    output, loss = pair
+    rng = np.random.default_rng(6)
+    a, b = pair_of_nets([3, 9, 6, 2], hidden, output, loss, "sum")
+    X = rng.normal(size=(37, 3))
+    Y = targets(rng, 37, 2, output)
+    theta = a.init(rng, 6, "uniform", 1.0) * np.array([0.1, 1.0, 5.0, 40.0, 300.0, 3000.0])[:, None]
+    assert_same_call(a, b, theta, X, Y)
+    batch, alone = b.evaluate(theta, X, Y), b.evaluate(theta[3:4], X, Y)  # vectorized sums: the same bits
+    assert all(np.array_equal(x[3], y[0]) for x, y in zip(batch, alone))
+    broken = theta[:2].copy()
+    broken[0, 5], broken[1, 30] = np.nan, np.inf  # a weight; a bias (a unit at +inf: saturated, or inf)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss_a, loss_b = a.loss(broken, X, Y), b.loss(broken, X, Y)
+    assert np.isnan(loss_b[0])
+    np.testing.assert_array_equal(np.isfinite(loss_b), np.isfinite(loss_a))
+    np.testing.assert_allclose(loss_b[1], loss_a[1], rtol=1e-12)
 
 
 def test_nonfinite_weights_give_nonfinite_losses_without_warnings():
