@@ -26,6 +26,32 @@ def cells_of(doc):
     return from_dict(doc).cells()
 
 
+def test_the_compiled_bookkeeping_is_its_python_source(tiny, monkeypatch):
+    """The runner's per-step bookkeeping and the stagnation window run as numba-compiled loops;
+    run as the plain Python they are compiled from (what runs where numba is missing), every
+    table is the same, bit for bit: stagnation stopping, a narrow plateau window, restarts."""
+    from bench.optimizers import stagnation
+
+    tiny["experiment"]["runs"] = 4
+    tiny["stopping"] = {"stagnation": True, "patience": 0.1}
+    tiny["record"] = {"plateau_window": 0.02}
+    tiny["optimizers"] += [{"name": "restarts", "base": "gd", "base_settings": {"learning_rate": 2.0}, "patience": 60}]
+    statuses = set()
+    for cell in cells_of(tiny):
+        compiled = run_cell(cell)
+        with monkeypatch.context() as m:
+            for module, name in ((runner, "_observe"), (stagnation, "_push"), (stagnation, "_stalled")):
+                m.setattr(module, name, getattr(module, name).py_func)
+            plain = run_cell(cell)
+        statuses |= set(compiled.runs["status"])
+        assert len(compiled.plateaus) and compiled.hits["cost"].notna().any()
+        for a, b in zip(compiled, plain):
+            pd.testing.assert_frame_equal(
+                a.drop(columns=VOLATILE, errors="ignore"), b.drop(columns=VOLATILE, errors="ignore")
+            )
+    assert statuses == {"solved", "stuck"}
+
+
 def test_results_do_not_depend_on_batch_size(tiny):
     tiny["experiment"]["runs"] = 7
     tiny["optimizers"] += [
