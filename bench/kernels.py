@@ -49,12 +49,14 @@ def available() -> bool:
     return numba is not None
 
 
-def jit(function):
+def jit(function, inline: bool = False):
     """``function`` compiled by numba on first call (cached on disk, NaN and inf as numpy has them),
     or itself where numba is missing: plain loops over small arrays, cheaper compiled than as
-    numpy calls."""
+    numpy calls.  ``inline``: a helper of other compiled functions, compiled into each caller."""
     if numba is None:  # pragma: no cover - exercised only where numba cannot be installed
         return function
+    if inline:
+        return numba.njit(inline="always", cache=True)(function)
     return numba.njit(cache=True, nogil=True, error_model="numpy")(function)
 
 
@@ -352,6 +354,11 @@ def _layer_gradient(grad, r, ws, n_in, n_out, source, first, delta, n):
             i += 1
 
 
+def _radd(a, b):
+    """a + b; compiled, an addition the compiler may reassociate (below)."""
+    return a + b
+
+
 if numba is not None:
     from numba.core import types as _types
     from numba.extending import intrinsic as _intrinsic
@@ -369,10 +376,10 @@ if numba is not None:
 
         return _types.float64(_types.float64, _types.float64), codegen
 
-    _layer_gradient = numba.njit(inline="always", cache=True)(_layer_gradient)
-    _exp_lane = numba.njit(inline="always", cache=True)(_exp_lane)
-    _exp_neg_abs_row = numba.njit(inline="always", cache=True)(_exp_neg_abs_row)
-    _weighted_sum = numba.njit(inline="always", cache=True)(_weighted_sum)
+
+_layer_gradient, _exp_lane, _exp_neg_abs_row, _weighted_sum = (
+    jit(f, inline=True) for f in (_layer_gradient, _exp_lane, _exp_neg_abs_row, _weighted_sum)
+)
 
 _compiled = None
 compile_seconds: float | None = None  # the first call's compile (or cache load) time in this process
@@ -448,8 +455,7 @@ def _at(values, r):
     return r if values.shape[0] > 1 else 0
 
 
-if numba is not None:
-    _at = numba.njit(inline="always", cache=True)(_at)
+_at = jit(_at, inline=True)
 
 _MOMENTUM_SIGNATURE = "void(f8[:, ::1], f8[:, ::1], f8[:, ::1], f8[::1], f8[::1], b1, f8[:, ::1], f8[:, ::1])"
 _RPROP_SIGNATURE = (

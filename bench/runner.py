@@ -314,9 +314,7 @@ def _run_batch(cell: Cell, runs: list[int], settings: Any, seeds: list[int], str
                 }
             )
             after = np.searchsorted(marks, cost[due], side="right")
-            next_mark = live.next_mark.copy()
-            next_mark[due] = np.where(after < len(marks), marks[np.minimum(after, len(marks) - 1)], np.inf)
-            live = live._replace(next_mark=next_mark)
+            live.next_mark[due] = np.where(after < len(marks), marks[np.minimum(after, len(marks) - 1)], np.inf)
 
         if summary & _HALT:
             halt = (now & _HALT) != 0
